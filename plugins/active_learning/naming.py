@@ -1,0 +1,93 @@
+"""Deterministic, valid AWS resource names.
+
+Names are derived from their inputs (run date, a hash of the image URI or of a template and its
+settings), never from uuid4 or the clock, so a retried task finds what its first try created.
+botocore does not check name patterns client-side; this module guarantees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date
+from typing import Any
+
+MAX_NAME_LENGTH = 63
+# Human loops, flow definitions and human task UIs (A2I): lower case only.
+A2I_NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
+# SageMaker models, endpoint configs, endpoints and training jobs.
+SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+HASH_LENGTH = 12
+
+
+class InvalidNameError(ValueError):
+    """A name cannot be made valid (e.g. a prefix with no usable character)."""
+
+
+def stable_hash(*parts: Any, length: int = HASH_LENGTH) -> str:
+    """A short hex digest of the parts, stable across processes and Python versions."""
+    payload = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+def _sanitize(text: str, lower: bool) -> str:
+    text = text.lower() if lower else text
+    allowed = "a-z0-9" if lower else "a-zA-Z0-9"
+    return re.sub(f"[^{allowed}]+", "-", text).strip("-")
+
+
+def _compose(prefix: str, suffix_parts: list[str], lower: bool) -> str:
+    """``prefix-part-part``, the prefix shortened so that the whole fits in 63 characters."""
+    suffix = "-".join(part for part in (_sanitize(p, lower) for p in suffix_parts) if part)
+    room = MAX_NAME_LENGTH - len(suffix) - (1 if suffix else 0)
+    head = _sanitize(prefix, lower)[: max(room, 0)].strip("-")
+    name = f"{head}-{suffix}" if head and suffix else head or suffix
+    pattern = A2I_NAME_PATTERN if lower else SAGEMAKER_NAME_PATTERN
+    if not name or len(name) > MAX_NAME_LENGTH or not pattern.match(name):
+        raise InvalidNameError(f"cannot make a valid name from prefix {prefix!r} and {suffix_parts!r}")
+    return name
+
+
+def a2i_name(prefix: str, *parts: str) -> str:
+    """A valid human loop / flow definition / task UI name: lower case, 1-63 chars."""
+    return _compose(prefix, list(parts), lower=True)
+
+
+def sagemaker_name(prefix: str, *parts: str) -> str:
+    """A valid SageMaker model / endpoint config / training job name: 1-63 chars."""
+    return _compose(prefix, list(parts), lower=False)
+
+
+def _day(run_date: date | str) -> str:
+    return (run_date if isinstance(run_date, date) else date.fromisoformat(run_date)).strftime("%Y%m%d")
+
+
+def human_loop_name(prefix: str, run_date: date | str, image_uri: str) -> str:
+    """One loop per image and run day: a rerun of the day finds the loop it started."""
+    return a2i_name(prefix, _day(run_date), stable_hash(image_uri, length=16))
+
+
+def task_ui_name(prefix: str, template: str) -> str:
+    """Changes when the template changes (task UIs cannot be updated in place)."""
+    return a2i_name(prefix, "ui", stable_hash(template))
+
+
+def flow_definition_name(prefix: str, task_ui: str, settings: dict[str, Any]) -> str:
+    """Changes when the task UI or any flow definition setting changes (they are immutable)."""
+    return a2i_name(prefix, "fd", stable_hash(task_ui, settings))
+
+
+def training_job_name(prefix: str, run_date: date | str, base_model: str) -> str:
+    """One training job per run day and starting model: a retry re-attaches to it."""
+    return sagemaker_name(prefix, _day(run_date), stable_hash(base_model, length=8))
+
+
+def model_name(prefix: str, model_data_uri: str) -> str:
+    """A SageMaker model per artifact."""
+    return sagemaker_name(prefix, "model", stable_hash(model_data_uri))
+
+
+def endpoint_config_name(prefix: str, model: str, settings: dict[str, Any]) -> str:
+    """An endpoint config per model and variant settings."""
+    return sagemaker_name(prefix, "config", stable_hash(model, settings))

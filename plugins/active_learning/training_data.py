@@ -1,0 +1,73 @@
+"""Training data selection, the seed's hyperparameters, and the gate before a model update."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+# Tags put on SageMaker models: the lineage and quality the next run compares against.
+TAG_VALIDATION_MAP = "active-learning:validation-mAP"
+TAG_TRAINING_LINES = "active-learning:training-lines"
+TAG_TRAINING_JOB = "active-learning:training-job"
+VALIDATION_METRIC = "validation:mAP"
+
+# The seed's hyperparameters (the first model's), continuing from the previous model's weights.
+SEED_HYPERPARAMETERS: dict[str, str] = {
+    "base_network": "resnet-50",
+    "use_pretrained_model": "0",
+    "mini_batch_size": "32",
+    "epochs": "1",
+    "learning_rate": "0.001",
+    "lr_scheduler_step": "3,6",
+    "lr_scheduler_factor": "0.1",
+    "optimizer": "sgd",
+    "momentum": "0.9",
+    "weight_decay": "0.0005",
+    "overlap_threshold": "0.5",
+    "nms_threshold": "0.45",
+    "image_shape": "300",
+    "label_width": "350",
+}
+
+
+def hyperparameters(
+    num_classes: int, num_training_samples: int, overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The seed's hyperparameters as strings (SageMaker requires strings), for this class list and data."""
+    values = {**SEED_HYPERPARAMETERS, **(overrides or {})}
+    values["num_classes"] = str(num_classes)
+    values["num_training_samples"] = str(num_training_samples)
+    return {key: str(value) for key, value in values.items()}
+
+
+def in_validation_hold_out(source_ref: str, fraction: float) -> bool:
+    """A deterministic hold-out: the same image is always on the same side, whatever the day."""
+    digest = hashlib.sha256(source_ref.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """Whether a newly trained model may replace the serving one, and why."""
+
+    promote: bool
+    reason: str
+
+
+def evaluation_gate(new_map: float | None, serving_map: float | None, tolerance: float) -> GateDecision:
+    """Promote when the new model's validation mAP is not worse than the serving model's beyond ``tolerance``.
+
+    A new model without the metric is never promoted; a serving model without one (e.g. the
+    initial model) accepts any new model that has it.
+    """
+    if new_map is None:
+        return GateDecision(False, f"the new model has no {VALIDATION_METRIC} metric")
+    if serving_map is None:
+        return GateDecision(True, f"the serving model has no recorded mAP; new mAP {new_map:.4f}")
+    if new_map + tolerance >= serving_map:
+        return GateDecision(
+            True, f"new mAP {new_map:.4f} vs serving {serving_map:.4f} (tolerance {tolerance})"
+        )
+    return GateDecision(
+        False, f"new mAP {new_map:.4f} is worse than serving {serving_map:.4f} beyond tolerance {tolerance}"
+    )

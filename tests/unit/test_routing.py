@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+
+from active_learning.detections import Detection
+from active_learning.routing import (
+    REASON_AUDIT,
+    REASON_CONFIDENT,
+    REASON_LOW_CONFIDENCE,
+    REASON_NO_DETECTIONS,
+    REASON_OVER_BUDGET,
+    Decision,
+    RoutingPolicy,
+)
+
+
+def scored(*scores: float) -> list[Detection]:
+    return [Detection(0, score, 0.1, 0.1, 0.2, 0.2) for score in scores]
+
+
+def test_default_reproduces_the_seed_threshold() -> None:
+    policy = RoutingPolicy()
+    assert policy.decide(scored(0.245)) == Decision(True, REASON_LOW_CONFIDENCE, 0.245)
+    assert policy.decide(scored(0.3, 0.7)).review is False
+    # exactly the threshold is not reviewed (the seed's "< SCORE_THRESHOLD")
+    assert policy.decide(scored(0.5)) == Decision(False, REASON_CONFIDENT, 0.5)
+    assert policy.decide(scored(0.4999)).review is True
+
+
+def test_no_detection_goes_to_review() -> None:
+    assert RoutingPolicy().decide([]) == Decision(True, REASON_NO_DETECTIONS, None)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"threshold": 1.5}, {"threshold": -0.1}, {"max_reviews": -1}, {"audit_fraction": 2.0}]
+)
+def test_invalid_policy_is_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        RoutingPolicy(**kwargs)
+
+
+def day_of(policy: RoutingPolicy, scores: dict[str, list[float]]) -> dict[str, Decision]:
+    return {key: policy.decide(scored(*values)) for key, values in scores.items()}
+
+
+def test_cap_keeps_the_most_uncertain_and_marks_the_rest() -> None:
+    policy = RoutingPolicy(max_reviews=2)
+    decisions = day_of(policy, {"a": [0.4], "b": [], "c": [0.1], "d": [0.3], "e": [0.9]})
+    day = policy.decide_day(decisions, run_key="2026-11-26")
+    assert {k for k, d in day.items() if d.review} == {"b", "c"}
+    assert day["a"].reason == day["d"].reason == REASON_OVER_BUDGET
+    assert day["e"].reason == REASON_CONFIDENT
+
+
+def test_cap_does_not_depend_on_order_and_breaks_ties_by_key() -> None:
+    policy = RoutingPolicy(max_reviews=1)
+    decisions = day_of(policy, {"z": [0.2], "y": [0.2]})
+    reversed_decisions = dict(reversed(list(decisions.items())))
+    assert policy.decide_day(decisions, "r") == policy.decide_day(reversed_decisions, "r")
+    assert policy.decide_day(decisions, "r")["y"].review is True
+
+
+def test_audit_sample_is_reproducible_and_near_the_fraction() -> None:
+    policy = RoutingPolicy(audit_fraction=0.1)
+    decisions = {f"img-{i}": policy.decide(scored(0.9)) for i in range(5000)}
+    first = policy.decide_day(decisions, run_key="2026-11-26")
+    again = policy.decide_day(decisions, run_key="2026-11-26")
+    other_day = policy.decide_day(decisions, run_key="2026-11-25")
+    audited = {k for k, d in first.items() if d.review}
+    assert all(first[k].reason == REASON_AUDIT for k in audited)
+    assert first == again
+    assert audited != {k for k, d in other_day.items() if d.review}
+    assert 400 < len(audited) < 600
+
+
+def test_audit_samples_come_last_under_the_cap() -> None:
+    policy = RoutingPolicy(audit_fraction=1.0, max_reviews=1)
+    day = policy.decide_day(day_of(policy, {"confident": [0.9], "unsure": [0.3]}), "r")
+    assert day["unsure"].review is True
+    assert day["confident"] == Decision(False, REASON_OVER_BUDGET, 0.9)
+
+
+def test_no_audit_by_default() -> None:
+    policy = RoutingPolicy()
+    assert not policy.in_audit_sample("r", "x")

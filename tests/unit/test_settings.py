@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from active_learning.classes import VOC_CLASSES
+from active_learning.settings import LoopSettings, SettingsError, split_s3_uri
+
+REQUIRED = {
+    "bucket": "my-bucket",
+    "role_arn": "arn:aws:iam::123456789012:role/service-role/A2IRole",
+    "workteam_arn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/reviewers",
+    "endpoint_name": "object-detection",
+}
+
+
+def test_defaults_follow_the_seed() -> None:
+    settings = LoopSettings(**REQUIRED)
+    assert settings.threshold == 0.5
+    assert settings.class_names == VOC_CLASSES
+    assert settings.label_attribute == "a2i-retraining"
+
+
+def test_s3_layout() -> None:
+    settings = LoopSettings(**REQUIRED, prefix="team/al")
+    day = date(2026, 11, 26)
+    assert settings.incoming_prefix(day) == "team/al/incoming/2026-11-26/"
+    assert settings.run_key(day, "predictions.jsonl") == "team/al/runs/2026-11-26/predictions.jsonl"
+    assert settings.a2i_output_uri == "s3://my-bucket/team/al/a2i-output/"
+    assert settings.training_output_uri == "s3://my-bucket/team/al/training/"
+    assert LoopSettings(**REQUIRED, prefix="").key("runs") == "runs"
+
+
+def test_from_mapping_coerces_strings_and_ignores_empty_values() -> None:
+    settings = LoopSettings.from_mapping(
+        {
+            **REQUIRED,
+            "threshold": "0.4",
+            "max_reviews": "",
+            "task_count": "2",
+            "class_names": "cat, dog",
+            "validation_manifest_uri": None,
+            "something_else": 1,
+        }
+    )
+    assert settings.threshold == 0.4
+    assert settings.max_reviews is None
+    assert settings.task_count == 2
+    assert settings.class_names == ("cat", "dog")
+    assert settings.extra == {"something_else": 1}
+
+
+def test_missing_required_settings_are_named() -> None:
+    with pytest.raises(SettingsError, match="role_arn, workteam_arn"):
+        LoopSettings.from_mapping({"bucket": "b-b-b", "endpoint_name": "e"})
+
+
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        ({"bucket": "My_Bucket"}, "bucket"),
+        ({"role_arn": "not-an-arn"}, "role_arn"),
+        ({"workteam_arn": "arn:aws:sagemaker:us-east-1:1:workteam/x"}, "workteam_arn"),
+        ({"endpoint_name": "bad_name"}, "endpoint_name"),
+        ({"prefix": "/abs"}, "prefix"),
+        ({"resource_prefix": "Upper"}, "resource_prefix"),
+        ({"threshold": 1.2}, "threshold"),
+        ({"task_count": 4}, "task_count"),
+        ({"task_time_limit_seconds": 10}, "task_time_limit_seconds"),
+        ({"task_availability_seconds": 864_001}, "task_availability_seconds"),
+        ({"validation_manifest_uri": "/local/file"}, "validation_manifest_uri"),
+        ({"validation_fraction": 0}, "validation_fraction"),
+        ({"keep_models": 1}, "keep_models"),
+        ({"class_names": ("cat", "cat")}, "more than once"),
+    ],
+)
+def test_invalid_settings_name_the_setting(override: dict, name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        LoopSettings(**{**REQUIRED, **override})
+
+
+def test_from_mapping_rejects_non_numbers_naming_the_setting() -> None:
+    with pytest.raises(SettingsError, match="task_count"):
+        LoopSettings.from_mapping({**REQUIRED, "task_count": "two"})
+    with pytest.raises(SettingsError, match="task_count"):
+        LoopSettings.from_mapping({**REQUIRED, "task_count": 1.5})
+
+
+def test_split_s3_uri() -> None:
+    assert split_s3_uri("s3://b/k/x.jpg") == ("b", "k/x.jpg")
+    with pytest.raises(ValueError, match="not an S3 object URI"):
+        split_s3_uri("https://b/k")
