@@ -38,6 +38,11 @@ class Detection:
     xmax: float
     ymax: float
 
+    @classmethod
+    def from_list(cls, row: Sequence[float]) -> Detection:
+        """The inverse of :meth:`to_list`."""
+        return _parse_row(row, 0)
+
     def to_list(self) -> list[float]:
         """The detection in the response's own row format (for predictions.jsonl)."""
         return [float(self.class_id), self.score, self.xmin, self.ymin, self.xmax, self.ymax]

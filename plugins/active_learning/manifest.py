@@ -197,8 +197,8 @@ def write_manifest(lines: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:
     return count
 
 
-def read_manifest(stream: IO[str]) -> Iterator[dict[str, Any]]:
-    """Read JSON Lines one at a time; blank lines are skipped.
+def read_manifest(stream: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Read JSON Lines one at a time from a text stream or any iterable of lines; blank lines are skipped.
 
     :raises ManifestFormatError: naming the line number of a line that is not a JSON object.
     """

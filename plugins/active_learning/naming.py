@@ -68,6 +68,11 @@ def human_loop_name(prefix: str, run_date: date | str, image_uri: str) -> str:
     return a2i_name(prefix, _day(run_date), stable_hash(image_uri, length=16))
 
 
+def human_loop_prefix(prefix: str, run_date: date | str) -> str:
+    """What every loop name of a run day starts with: how a run's loops are told apart in listings."""
+    return a2i_name(prefix, _day(run_date)) + "-"
+
+
 def task_ui_name(prefix: str, template: str) -> str:
     """Changes when the template changes (task UIs cannot be updated in place)."""
     return a2i_name(prefix, "ui", stable_hash(template))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 TAG_VALIDATION_MAP = "active-learning:validation-mAP"
 TAG_TRAINING_LINES = "active-learning:training-lines"
 TAG_TRAINING_JOB = "active-learning:training-job"
+TAG_BASE_MODEL = "active-learning:base-model"
 VALIDATION_METRIC = "validation:mAP"
 
 # The seed's hyperparameters (the first model's), continuing from the previous model's weights.

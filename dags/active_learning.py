@@ -1,0 +1,175 @@
+"""
+### Active learning for object detection (SageMaker + Amazon A2I)
+
+Every day, for the day that just ended (`data_interval_start`; a backfill for a date processes
+the same day as the scheduled run for that date):
+
+1. **deploy_model**: make sure the endpoint serves a model (created from `initial_model_data_url` if absent).
+2. **create_human_review_workflow**: the worker task UI and flow definition, created idempotently.
+3. **batch_predict**: predict `incoming/<day>/`; route uncertain images to review
+   (`runs/<day>/predictions.jsonl`, unusable inputs in `runs/<day>/quarantine.jsonl`).
+4. **start_human_loops**: one A2I human loop per routed image, pre-filled with the model's boxes.
+5. **wait_for_human_loops**: deferrable wait until the reviewers are done.
+6. **augmented_manifest**: reviewers' boxes to `runs/<day>/augmented.manifest`.
+7. **incremental_training**: train from the serving model on all labels so far (skipped when too few are new).
+8. **evaluation_gate** then **approve_update** (only when the `require_approval` Param is set):
+   the new model must not be worse than the serving one.
+9. **update_endpoint**: blue/green update, verified; old configs and models pruned.
+
+Training and the endpoint update are serialized across runs (`depends_on_past` and
+`wait_for_downstream` on training), so each model is trained from the one the previous run served.
+Settings are the Params below (defaults from `AL_*` environment variables); see README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from active_learning.classes import VOC_CLASSES
+from active_learning.operators.deploy import DeployModelOperator
+from active_learning.operators.endpoint import (
+    EvaluationGateOperator,
+    OptionalApprovalOperator,
+    UpdateEndpointOperator,
+)
+from active_learning.operators.human_loops import StartHumanLoopsOperator
+from active_learning.operators.human_workflow import CreateHumanReviewWorkflowOperator
+from active_learning.operators.manifest import AugmentedManifestOperator
+from active_learning.operators.predict import BatchPredictOperator
+from active_learning.operators.training import IncrementalTrainingOperator
+from active_learning.sensors.human_loops import HumanLoopSensor
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(f"AL_{name.upper()}", default)
+
+
+def number(name: str, default: float) -> float:
+    return float(env(name, str(default)))
+
+
+def integer(name: str, default: int) -> int:
+    return int(env(name, str(default)))
+
+
+PARAMS = {
+    "bucket": Param(env("bucket"), type="string", description="S3 bucket of the loop's data"),
+    "prefix": Param(env("prefix", "active-learning"), type="string", description="Key prefix in the bucket"),
+    "role_arn": Param(env("role_arn"), type="string", description="IAM role for SageMaker and A2I"),
+    "workteam_arn": Param(env("workteam_arn"), type="string", description="Private workteam ARN"),
+    "endpoint_name": Param(env("endpoint_name", "active-learning-od"), type="string"),
+    "resource_prefix": Param(env("resource_prefix", "active-learning"), type="string"),
+    "initial_model_data_url": Param(
+        env("initial_model_data_url"),
+        type="string",
+        description="model.tar.gz deployed when there is no endpoint",
+    ),
+    "class_names": Param(
+        env("class_names", ",".join(VOC_CLASSES)).split(","),
+        type="array",
+        description="Class names in id order",
+    ),
+    "threshold": Param(number("threshold", 0.5), type="number", minimum=0, maximum=1),
+    "max_reviews": Param(
+        integer("max_reviews", 0) or None,
+        type=["null", "integer"],
+        minimum=0,
+        description="Cap on reviews per run",
+    ),
+    "audit_fraction": Param(number("audit_fraction", 0.0), type="number", minimum=0, maximum=1),
+    "task_count": Param(integer("task_count", 1), type="integer", minimum=1, maximum=3),
+    "task_time_limit_seconds": Param(integer("task_time_limit_seconds", 3600), type="integer", minimum=30),
+    "task_availability_seconds": Param(
+        integer("task_availability_seconds", 864_000), type="integer", minimum=1, maximum=864_000
+    ),
+    "min_new_labels": Param(integer("min_new_labels", 10), type="integer", minimum=0),
+    "validation_manifest_uri": Param(env("validation_manifest_uri"), type="string"),
+    "validation_fraction": Param(number("validation_fraction", 0.2), type="number"),
+    "inference_instance_type": Param(env("inference_instance_type", "ml.m4.xlarge"), type="string"),
+    "training_instance_type": Param(env("training_instance_type", "ml.p3.2xlarge"), type="string"),
+    "map_tolerance": Param(number("map_tolerance", 0.0), type="number", minimum=0),
+    "keep_models": Param(integer("keep_models", 3), type="integer", minimum=2),
+    "require_approval": Param(
+        env("require_approval", "false").lower() == "true", type="boolean", description="Ask before updating"
+    ),
+}
+SETTINGS = "{{ params | tojson }}"
+DAY = "{{ data_interval_start | ds }}"
+
+with DAG(
+    dag_id="active_learning",
+    description="Daily active-learning loop: predict, human review (A2I), retrain, update the endpoint",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=3,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "aws_conn_id": env("aws_conn_id", "aws_default"),
+    },
+    params=PARAMS,
+    tags=["active-learning", "sagemaker", "a2i", "object-detection"],
+    doc_md=__doc__,
+) as dag:
+    deploy_model = DeployModelOperator(
+        task_id="deploy_model",
+        settings=SETTINGS,
+        initial_model_data_url="{{ params.initial_model_data_url }}",
+    )
+    review_workflow = CreateHumanReviewWorkflowOperator(
+        task_id="create_human_review_workflow", settings=SETTINGS
+    )
+    batch_predict = BatchPredictOperator(task_id="batch_predict", settings=SETTINGS, day=DAY)
+    start_human_loops = StartHumanLoopsOperator(
+        task_id="start_human_loops",
+        settings=SETTINGS,
+        day=DAY,
+        flow_definition_arn=review_workflow.output["flow_definition_arn"],
+    )
+    wait_for_human_loops = HumanLoopSensor(
+        task_id="wait_for_human_loops",
+        human_loops=start_human_loops.output,
+        min_completed_fraction=number("min_completed_fraction", 1.0),
+        on_timeout="fail" if env("review_on_timeout", "continue") == "fail" else "continue",
+        timeout=timedelta(hours=number("review_timeout_hours", 240)).total_seconds(),
+        poke_interval=300,
+        deferrable=True,
+    )
+    augmented_manifest = AugmentedManifestOperator(task_id="augmented_manifest", settings=SETTINGS, day=DAY)
+    incremental_training = IncrementalTrainingOperator(
+        task_id="incremental_training",
+        settings=SETTINGS,
+        day=DAY,
+        depends_on_past=True,
+        wait_for_downstream=True,
+        deferrable=True,
+    )
+    evaluation_gate = EvaluationGateOperator(
+        task_id="evaluation_gate", settings=SETTINGS, training=incremental_training.output
+    )
+    approve_update = OptionalApprovalOperator(
+        task_id="approve_update",
+        subject="Update the active-learning endpoint with the newly trained model?",
+        body="{{ ti.xcom_pull(task_ids='evaluation_gate') }}",
+        required="{{ params.require_approval }}",
+        response_timeout=timedelta(days=2),
+    )
+    update_endpoint = UpdateEndpointOperator(
+        task_id="update_endpoint",
+        settings=SETTINGS,
+        training=incremental_training.output,
+        depends_on_past=True,
+        deferrable=True,
+    )
+
+    [deploy_model, review_workflow] >> batch_predict
+    batch_predict >> start_human_loops >> wait_for_human_loops >> augmented_manifest
+    augmented_manifest >> incremental_training >> evaluation_gate >> approve_update >> update_endpoint
+    # update_endpoint directly downstream of training, so that wait_for_downstream makes the next
+    # run's training wait for this run's update: lineage stays linear.
+    incremental_training >> update_endpoint

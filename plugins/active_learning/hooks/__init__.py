@@ -1,0 +1,1 @@
+"""Thin hooks on the Amazon provider's ``AwsBaseHook`` for what the provider lacks."""

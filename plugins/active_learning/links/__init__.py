@@ -1,0 +1,1 @@
+"""Console links for the loop's operators."""

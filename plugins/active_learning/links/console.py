@@ -1,0 +1,32 @@
+"""AWS console links shown on the tasks that create AWS resources."""
+
+from __future__ import annotations
+
+from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
+
+_SAGEMAKER = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#"
+_A2I = BASE_AWS_CONSOLE_LINK + "/a2i/home?region={region_name}#"
+
+
+class FlowDefinitionLink(BaseAwsLink):
+    """The human review workflow (flow definition) in the A2I console."""
+
+    name = "Human review workflow"
+    key = "flow_definition"
+    format_str = _A2I + "/human-review-workflows/{flow_definition_name}"
+
+
+class EndpointLink(BaseAwsLink):
+    """The SageMaker endpoint."""
+
+    name = "SageMaker endpoint"
+    key = "sagemaker_endpoint"
+    format_str = _SAGEMAKER + "/endpoints/{endpoint_name}"
+
+
+class TrainingJobLink(BaseAwsLink):
+    """The SageMaker training job."""
+
+    name = "Training job"
+    key = "sagemaker_training_job"
+    format_str = _SAGEMAKER + "/jobs/{job_name}"

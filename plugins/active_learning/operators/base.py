@@ -1,0 +1,121 @@
+"""What every loop operator shares: settings and run day from templated fields, S3 JSON Lines I/O."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date
+from typing import Any, TypeVar
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from botocore.exceptions import ClientError
+
+from active_learning.hooks.errors import error_code
+from active_learning.manifest import read_manifest
+from active_learning.settings import LoopSettings, SettingsError
+
+HookT = TypeVar("HookT", bound=AwsGenericHook)
+
+
+class LoopOperatorMixin:
+    """Settings and run day of the loop, from the operator's templated ``settings`` and ``day``.
+
+    Mixed into ``AwsBaseOperator`` subclasses; nothing here does I/O at construction.
+    """
+
+    settings: Mapping[str, Any]
+    day: str
+    _hook_parameters: dict[str, Any]
+
+    @property
+    def loop_settings(self) -> LoopSettings:
+        """The validated settings; a JSON string (e.g. rendered from ``{{ params | tojson }}``) is decoded."""
+        values = self.settings
+        if isinstance(values, str):
+            try:
+                values = json.loads(values)
+            except json.JSONDecodeError as err:
+                raise SettingsError(f"settings is neither a mapping nor a JSON object: {err}") from err
+        if not isinstance(values, Mapping):
+            raise SettingsError(f"settings must be a mapping, got {type(values).__name__}")
+        return LoopSettings.from_mapping(values)
+
+    @property
+    def run_day(self) -> date:
+        try:
+            return date.fromisoformat(str(self.day))
+        except ValueError as err:
+            raise SettingsError(f"day={self.day!r} is not a YYYY-MM-DD date") from err
+
+    def other_hook(self, hook_class: type[HookT]) -> HookT:
+        """Another AWS hook on the same connection, region and botocore config as the operator's."""
+        return hook_class(**self._hook_parameters)
+
+    @property
+    def s3(self) -> S3Hook:
+        return self.other_hook(S3Hook)
+
+
+class S3JsonLinesWriter:
+    """Write JSON Lines to a local spool file and upload it whole on a clean exit.
+
+    A failure leaves the S3 object as it was; a retry overwrites it, never appends twice.
+    """
+
+    def __init__(self, s3: S3Hook, bucket: str, key: str) -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.count = 0
+        self._spool: Any = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def __enter__(self) -> S3JsonLinesWriter:
+        self._spool = tempfile.NamedTemporaryFile("w+", suffix=".jsonl", encoding="utf-8")
+        return self
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._spool.write(json.dumps(record) + "\n")
+        self.count += 1
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                self._spool.flush()
+                self.s3.load_file(self._spool.name, key=self.key, bucket_name=self.bucket, replace=True)
+        finally:
+            self._spool.close()
+
+
+def put_json_lines(s3: S3Hook, bucket: str, key: str, lines: Iterable[Mapping[str, Any]]) -> int:
+    """Upload lines as one JSON Lines object; returns the number of lines."""
+    with S3JsonLinesWriter(s3, bucket, key) as writer:
+        for line in lines:
+            writer.write(line)
+    return writer.count
+
+
+def iter_json_lines(s3: S3Hook, bucket: str, key: str, missing_ok: bool = False) -> Iterator[dict[str, Any]]:
+    """Read a JSON Lines object line by line as it streams from S3."""
+    try:
+        body = s3.get_conn().get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as err:
+        if missing_ok and error_code(err) in ("NoSuchKey", "404"):
+            return
+        raise
+    yield from read_manifest(line.decode("utf-8") for line in body.iter_lines())
+
+
+def read_json(s3: S3Hook, bucket: str, key: str) -> Any:
+    return json.loads(s3.get_conn().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:
+    """Object keys under a prefix, page by page (folder markers left out)."""
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith("/"):
+                yield item["Key"]

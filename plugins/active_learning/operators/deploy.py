@@ -1,0 +1,152 @@
+"""Make sure the endpoint serves a model: create it from an initial artifact when absent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, conf
+from botocore.exceptions import ClientError
+
+from active_learning.hooks.errors import error_message
+from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
+from active_learning.links.console import EndpointLink
+from active_learning.naming import endpoint_config_name, model_name
+from active_learning.operators.base import LoopOperatorMixin
+from active_learning.training_data import TAG_TRAINING_LINES
+
+WAITING_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+
+
+class EndpointWaitMixin:
+    """Wait for an endpoint to be InService, in the triggerer or in the worker."""
+
+    deferrable: bool
+    waiter_delay: int
+    waiter_max_attempts: int
+    hook: ModelLineageHook
+
+    def wait_for_endpoint(self, endpoint_name: str) -> None:
+        if self.deferrable:
+            self.defer(  # type: ignore[attr-defined]
+                trigger=SageMakerTrigger(
+                    job_name=endpoint_name,
+                    job_type="endpoint",
+                    waiter_delay=self.waiter_delay,
+                    waiter_max_attempts=self.waiter_max_attempts,
+                    aws_conn_id=self.aws_conn_id,  # type: ignore[attr-defined]
+                    region_name=self.region_name,  # type: ignore[attr-defined]
+                    verify=self.verify,  # type: ignore[attr-defined]
+                    botocore_config=self.botocore_config,  # type: ignore[attr-defined]
+                ),
+                method_name="execute_complete",
+            )
+        self.hook.get_waiter("endpoint_in_service").wait(
+            EndpointName=endpoint_name,
+            WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
+        )
+
+
+class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
+    """Make sure the endpoint serves a model and return what it serves.
+
+    Absent endpoint: create the model, endpoint config and endpoint from ``initial_model_data_url``
+    and wait until InService. Present and InService: change nothing.
+
+    :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
+    :param initial_model_data_url: ``s3://.../model.tar.gz`` of the first model.
+    :param image_uri: the inference image; default: the built-in object-detection image of the region.
+    :param deferrable: wait in the triggerer rather than in a worker slot.
+    :param waiter_delay: seconds between status checks.
+    :param waiter_max_attempts: status checks before failing.
+    """
+
+    aws_hook_class = ModelLineageHook
+    template_fields: Sequence[str] = aws_template_fields("settings", "initial_model_data_url", "image_uri")
+    operator_extra_links = (EndpointLink(),)
+
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, Any] | str,
+        initial_model_data_url: str,
+        image_uri: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        waiter_delay: int = 30,
+        waiter_max_attempts: int = 120,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.initial_model_data_url = initial_model_data_url
+        self.image_uri = image_uri
+        self.deferrable = deferrable
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings = self.loop_settings
+        endpoint = settings.endpoint_name
+        EndpointLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            endpoint_name=endpoint,
+        )
+        serving = self.hook.serving_model(endpoint)
+        if serving is None:
+            self._create(settings)
+        elif serving.endpoint_status == "InService":
+            self.log.info("Endpoint %s serves %s: nothing to do", endpoint, serving.model_name)
+            return {**serving.to_dict(), "created": False}
+        elif serving.endpoint_status not in WAITING_STATUSES:
+            described = self.hook.describe_endpoint(endpoint)
+            raise AirflowException(
+                f"Endpoint {endpoint} is {serving.endpoint_status}: {described.get('FailureReason', '')}"
+            )
+        self.wait_for_endpoint(endpoint)
+        return self._served(endpoint, created=serving is None)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        validated = validate_execute_complete_event(event)
+        if validated["status"] != "success":
+            raise AirflowException(f"Endpoint did not become InService: {validated.get('message')}")
+        return self._served(self.loop_settings.endpoint_name, created=True)
+
+    def _create(self, settings: Any) -> None:
+        if not self.initial_model_data_url.startswith("s3://"):
+            raise AirflowException(
+                f"initial_model_data_url={self.initial_model_data_url!r} must be an s3:// URI of model.tar.gz"
+            )
+        image = self.image_uri or builtin_image_uri(self.hook.conn_region_name)
+        model = self.hook.ensure_model(
+            model_name(settings.resource_prefix, self.initial_model_data_url),
+            image,
+            self.initial_model_data_url,
+            settings.role_arn,
+            tags={TAG_TRAINING_LINES: "0"},
+        )
+        config = self.hook.ensure_endpoint_config(
+            endpoint_config_name(
+                settings.resource_prefix, model, {"instance": settings.inference_instance_type}
+            ),
+            model,
+            settings.inference_instance_type,
+        )
+        self.log.info("Creating endpoint %s with config %s", settings.endpoint_name, config)
+        try:
+            self.hook.conn.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=config)
+        except ClientError as err:  # a concurrent try created it: wait for it like for our own
+            if "already exist" not in error_message(err):
+                raise
+
+    def _served(self, endpoint: str, created: bool) -> dict[str, Any]:
+        serving = self.hook.serving_model(endpoint)
+        if serving is None or serving.endpoint_status != "InService":
+            raise AirflowException(f"Endpoint {endpoint} is not InService after waiting")
+        return {**serving.to_dict(), "created": created}

@@ -1,0 +1,216 @@
+"""The evaluation gate, the optional approval, and the blue/green endpoint update with retention."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, conf
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+from active_learning.hooks.models import ModelLineageHook, ServingModel
+from active_learning.links.console import EndpointLink
+from active_learning.naming import endpoint_config_name, model_name
+from active_learning.operators.base import LoopOperatorMixin
+from active_learning.operators.deploy import EndpointWaitMixin
+from active_learning.operators.training import final_metric
+from active_learning.settings import LoopSettings
+from active_learning.training_data import (
+    TAG_TRAINING_JOB,
+    TAG_TRAINING_LINES,
+    TAG_VALIDATION_MAP,
+    evaluation_gate,
+)
+
+
+def _serving_or_fail(hook: ModelLineageHook, endpoint: str) -> ServingModel:
+    serving = hook.serving_model(endpoint)
+    if serving is None:
+        raise AirflowException(f"Endpoint {endpoint} does not exist")
+    return serving
+
+
+class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
+    """Let the update through only when the new model is not worse than the serving one.
+
+    Compares the training job's final ``validation:mAP`` with the serving model's (a tag on the
+    model) within ``map_tolerance``; a worse model skips the update (the task is skipped, with the
+    reason in its log).
+
+    :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
+    :param training: what ``IncrementalTrainingOperator`` returned.
+    """
+
+    aws_hook_class = ModelLineageHook
+    template_fields: Sequence[str] = aws_template_fields("settings", "training")
+
+    def __init__(
+        self, *, settings: Mapping[str, Any] | str, training: Mapping[str, Any] | str, **kwargs: Any
+    ):
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.training = training
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings = self.loop_settings
+        serving = _serving_or_fail(self.hook, settings.endpoint_name)
+        recorded = serving.tags.get(TAG_VALIDATION_MAP)
+        serving_map = float(recorded) if recorded else None
+        new_map = self.training.get("validation_map")
+        decision = evaluation_gate(new_map, serving_map, settings.map_tolerance)
+        self.log.info("Evaluation gate: %s", decision.reason)
+        if not decision.promote:
+            raise AirflowSkipException(f"Not updating the endpoint: {decision.reason}")
+        return {"promote": True, "reason": decision.reason, "new_map": new_map, "serving_map": serving_map}
+
+
+class OptionalApprovalOperator(ApprovalOperator):
+    """The standard provider's :class:`ApprovalOperator`, asked only when ``required`` renders true.
+
+    :param required: ask a person to approve (templated, e.g. from a DAG Param); otherwise approve.
+    """
+
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "required")
+
+    def __init__(self, *, required: bool | str = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.required = required
+
+    def execute(self, context: Any) -> Any:
+        if str(self.required).strip().lower() in ("true", "1", "yes"):
+            return super().execute(context)
+        self.log.info("Approval not required: approved automatically")
+        return {"chosen_options": ["Approve"], "responded_by_user": None}
+
+
+class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
+    """Put the newly trained model on the endpoint without losing availability.
+
+    Creates a model (tagged with its validation mAP and lineage) and an endpoint config from the
+    training output, calls ``UpdateEndpoint`` with a blue/green deployment config (optionally with
+    auto-rollback alarms), waits, verifies the endpoint now serves the new config, fails with the
+    failure reason when the update rolled back, and keeps the newest ``keep_models`` configs and
+    models, deleting older unused ones. A retry finds the update already done or under way.
+
+    :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
+    :param training: what ``IncrementalTrainingOperator`` returned.
+    :param traffic_routing: blue/green ``TrafficRoutingConfiguration`` (default: ALL_AT_ONCE).
+    :param termination_wait_seconds: how long the old fleet stays after the shift.
+    :param rollback_alarms: CloudWatch alarm names that roll the update back.
+    :param deferrable: wait in the triggerer rather than in a worker slot.
+    :param waiter_delay: seconds between status checks.
+    :param waiter_max_attempts: status checks before failing.
+    """
+
+    aws_hook_class = ModelLineageHook
+    template_fields: Sequence[str] = aws_template_fields("settings", "training", "rollback_alarms")
+    operator_extra_links = (EndpointLink(),)
+
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, Any] | str,
+        training: Mapping[str, Any] | str,
+        traffic_routing: dict[str, Any] | None = None,
+        termination_wait_seconds: int = 300,
+        rollback_alarms: Sequence[str] = (),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        waiter_delay: int = 30,
+        waiter_max_attempts: int = 120,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.training = training
+        self.traffic_routing = traffic_routing or {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+        self.termination_wait_seconds = termination_wait_seconds
+        self.rollback_alarms = rollback_alarms
+        self.deferrable = deferrable
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+
+    def deployment_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": self.traffic_routing,
+                "TerminationWaitInSeconds": self.termination_wait_seconds,
+            }
+        }
+        if self.rollback_alarms:
+            config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in self.rollback_alarms]}
+        return config
+
+    def target_config(self, settings: LoopSettings, serving: ServingModel) -> str:
+        """Create (if absent) the model and endpoint config of the trained artifact; return the config."""
+        job = self.hook.describe_training_job(self.training["training_job_name"])
+        artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
+        metric = final_metric(job)
+        tags = {
+            TAG_TRAINING_JOB: job["TrainingJobName"],
+            TAG_TRAINING_LINES: str(self.training.get("training_lines", 0)),
+        }
+        if metric is not None:
+            tags[TAG_VALIDATION_MAP] = f"{metric:.6f}"
+        model = self.hook.ensure_model(
+            model_name(settings.resource_prefix, artifact), serving.image, artifact, settings.role_arn, tags
+        )
+        return self.hook.ensure_endpoint_config(
+            endpoint_config_name(
+                settings.resource_prefix, model, {"instance": settings.inference_instance_type}
+            ),
+            model,
+            settings.inference_instance_type,
+        )
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings = self.loop_settings
+        endpoint = settings.endpoint_name
+        EndpointLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            endpoint_name=endpoint,
+        )
+        serving = _serving_or_fail(self.hook, endpoint)
+        config = self.target_config(settings, serving)
+        if serving.endpoint_config_name == config and serving.endpoint_status == "InService":
+            self.log.info("Endpoint %s already serves %s", endpoint, config)
+            return self._verify(settings, config)
+        if serving.endpoint_status == "InService":
+            self.log.info("Updating endpoint %s: %s -> %s", endpoint, serving.endpoint_config_name, config)
+            self.hook.conn.update_endpoint(
+                EndpointName=endpoint,
+                EndpointConfigName=config,
+                DeploymentConfig=self.deployment_config(),
+            )
+        else:  # an update from an earlier try is under way: wait for it, then verify
+            self.log.info("Endpoint %s is %s: waiting", endpoint, serving.endpoint_status)
+        self.wait_for_endpoint(endpoint)
+        return self._verify(settings, config)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        validated = validate_execute_complete_event(event)
+        settings = self.loop_settings
+        if validated["status"] != "success":
+            described = self.hook.describe_endpoint(settings.endpoint_name)
+            raise AirflowException(
+                f"Endpoint update did not finish: {validated.get('message')}; "
+                f"status {described['EndpointStatus']}: {described.get('FailureReason', '')}"
+            )
+        serving = _serving_or_fail(self.hook, settings.endpoint_name)
+        return self._verify(settings, self.target_config(settings, serving))
+
+    def _verify(self, settings: LoopSettings, config: str) -> dict[str, Any]:
+        described = self.hook.describe_endpoint(settings.endpoint_name)
+        if described["EndpointStatus"] != "InService" or described["EndpointConfigName"] != config:
+            raise AirflowException(
+                f"Endpoint {settings.endpoint_name} did not switch to {config}: it is "
+                f"{described['EndpointStatus']} on {described['EndpointConfigName']} "
+                f"(rolled back?): {described.get('FailureReason', 'no failure reason given')}"
+            )
+        deleted = self.hook.prune(settings.resource_prefix, settings.keep_models, in_use_config=config)
+        return {"endpoint_name": settings.endpoint_name, "endpoint_config_name": config, "deleted": deleted}

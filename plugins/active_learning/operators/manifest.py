@@ -1,0 +1,97 @@
+"""Turn the run's completed human loops into the day's augmented manifest."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from botocore.exceptions import ClientError
+
+from active_learning.concurrency import bounded_map
+from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.manifest import ManifestConversionError, a2i_output_to_manifest_line
+from active_learning.operators.base import LoopOperatorMixin, S3JsonLinesWriter, iter_json_lines
+from active_learning.settings import split_s3_uri
+
+
+class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]):
+    """Convert each completed loop's A2I output into a manifest line; write ``runs/<day>/augmented.manifest``.
+
+    Outputs are read concurrently and lines written as they come. Every loop gets a line in
+    ``runs/<day>/manifest-report.jsonl``: ``converted``, ``skipped`` (no box to train on, or the
+    loop did not complete) or ``error`` with the reason; an error does not fail the other loops.
+
+    :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
+    :param day: the day to process, ``YYYY-MM-DD``.
+    :param concurrency: loops read at once.
+    """
+
+    aws_hook_class = A2IRuntimeHook
+    template_fields: Sequence[str] = aws_template_fields("settings", "day")
+
+    def __init__(
+        self, *, settings: Mapping[str, Any] | str, day: str, concurrency: int = 8, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault(
+            "botocore_config",
+            {
+                "retries": {"mode": "adaptive", "max_attempts": 10},
+                "max_pool_connections": max(concurrency, 10),
+            },
+        )
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.day = day
+        self.concurrency = concurrency
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings, day = self.loop_settings, self.run_day
+        s3 = self.s3.get_conn()
+
+        def convert(loop: dict[str, Any]) -> dict[str, Any]:
+            report = {"name": loop["name"], "source": loop["source"]}
+            try:
+                described = self.hook.describe_human_loop(loop["name"])
+                status = described["HumanLoopStatus"]
+                if status != "Completed":
+                    reason = described.get("FailureReason") or "no answer"
+                    return {**report, "outcome": "skipped", "reason": f"loop is {status}: {reason}"}
+                bucket, key = split_s3_uri(described["HumanLoopOutput"]["OutputS3Uri"])
+                output = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+                line = a2i_output_to_manifest_line(output, settings.class_names, settings.label_attribute)
+            except (ClientError, ValueError, KeyError) as err:
+                # ManifestConversionError and JSON errors are ValueErrors: recorded, the others go on
+                kind = "conversion" if isinstance(err, ManifestConversionError) else type(err).__name__
+                return {**report, "outcome": "error", "reason": f"{kind}: {err}"}
+            if line is None:
+                return {**report, "outcome": "skipped", "reason": "no box left to train on"}
+            return {**report, "outcome": "converted", "line": line}
+
+        loops = iter_json_lines(
+            self.s3, settings.bucket, settings.run_key(day, "human-loops.jsonl"), missing_ok=True
+        )
+        outcomes: Counter[str] = Counter()
+        manifest = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "augmented.manifest"))
+        report = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "manifest-report.jsonl"))
+        with manifest, report:
+            for _, result in bounded_map(convert, loops, self.concurrency):
+                outcomes[result["outcome"]] += 1
+                line = result.pop("line", None)
+                if line is not None:
+                    manifest.write(line)
+                else:
+                    self.log.warning("Loop %s %s: %s", result["name"], result["outcome"], result["reason"])
+                report.write(result)
+        result = {
+            "converted": outcomes["converted"],
+            "skipped": outcomes["skipped"],
+            "errored": outcomes["error"],
+            "manifest_uri": manifest.uri,
+            "report_uri": report.uri,
+        }
+        self.log.info("Augmented manifest of %s: %s", day, result)
+        return result

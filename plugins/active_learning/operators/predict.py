@@ -1,0 +1,148 @@
+"""Predict every image of the day with bounded concurrency and route the uncertain ones to review."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from botocore.exceptions import ClientError
+from PIL import Image, UnidentifiedImageError
+
+from active_learning.concurrency import bounded_map
+from active_learning.detections import PredictionParseError, parse_prediction, top_score
+from active_learning.hooks.errors import error_code, error_message
+from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
+from active_learning.operators.base import LoopOperatorMixin, S3JsonLinesWriter, iter_keys
+from active_learning.routing import Decision, RoutingPolicy
+
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+class Quarantined(Exception):
+    """An input image that cannot be used; the reason goes to quarantine.jsonl."""
+
+
+def image_properties(data: bytes) -> tuple[str, int, int]:
+    """``(format, width, height)`` read from the image header with Pillow.
+
+    :raises Quarantined: when the image is not decodable or not JPEG/PNG.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+            image_format, (width, height) = image.format or "", image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise Quarantined(f"not a decodable image: {err}") from err
+    if image_format not in CONTENT_TYPES:
+        raise Quarantined(f"unsupported image format {image_format}: only JPEG and PNG are accepted")
+    return image_format, width, height
+
+
+class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHook]):
+    """Predict the day's images and decide which go to human review.
+
+    Lists ``incoming/<day>/``, invokes the endpoint for each image with at most ``concurrency``
+    requests in flight (botocore adaptive retries), applies the routing policy to the whole day and
+    writes ``runs/<day>/predictions.jsonl`` and ``runs/<day>/quarantine.jsonl`` (inputs that could
+    not be used, with the reason). Images are streamed, never all held in memory; only each image's
+    small decision is kept until the day-wide rules (review cap, audit sample) are applied.
+
+    :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
+    :param day: the day to process, ``YYYY-MM-DD``.
+    :param concurrency: endpoint requests in flight at most.
+    """
+
+    aws_hook_class = SageMakerRuntimeHook
+    template_fields: Sequence[str] = aws_template_fields("settings", "day")
+
+    def __init__(
+        self, *, settings: Mapping[str, Any] | str, day: str, concurrency: int = 8, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault(
+            "botocore_config",
+            {
+                "retries": {"mode": "adaptive", "max_attempts": 10},
+                "max_pool_connections": max(concurrency, 10),
+            },
+        )
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.day = day
+        self.concurrency = concurrency
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings, day = self.loop_settings, self.run_day
+        policy = RoutingPolicy(settings.threshold, settings.max_reviews, settings.audit_fraction)
+        s3 = self.s3.get_conn()
+        runtime = self.hook
+
+        def predict(key: str) -> dict[str, Any]:
+            source = f"s3://{settings.bucket}/{key}"
+            try:
+                data = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+                image_format, width, height = image_properties(data)
+                try:
+                    body = runtime.invoke_endpoint(settings.endpoint_name, data, CONTENT_TYPES[image_format])
+                except ClientError as err:
+                    if error_code(err) != "ModelError":
+                        raise  # endpoint missing, access denied, retries exhausted: the run must fail
+                    raise Quarantined(f"the model rejected the image: {error_message(err)}") from err
+                try:
+                    detections = parse_prediction(body)
+                except PredictionParseError as err:
+                    raise Quarantined(f"unreadable prediction: {err}") from err
+            except Quarantined as err:
+                return {"source": source, "reason": str(err)}
+            decision = policy.decide(detections)
+            return {
+                "source": source,
+                "width": width,
+                "height": height,
+                "format": image_format,
+                "detections": [detection.to_list() for detection in detections],
+                "top_score": top_score(detections),
+                "review": decision.review,
+                "reason": decision.reason,
+            }
+
+        decisions: dict[str, Decision] = {}
+        images = 0
+        keys = iter_keys(s3, settings.bucket, settings.incoming_prefix(day))
+        predictions = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "predictions.jsonl"))
+        quarantine = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "quarantine.jsonl"))
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as spool, quarantine, predictions:
+            for _, record in bounded_map(predict, keys, self.concurrency):
+                images += 1
+                if "detections" not in record:
+                    self.log.warning("Quarantined %s: %s", record["source"], record["reason"])
+                    quarantine.write(record)
+                    continue
+                decisions[record["source"]] = Decision(
+                    record["review"], record["reason"], record["top_score"]
+                )
+                spool.write(json.dumps(record) + "\n")
+            # The cap and the audit sample need the whole day: decide, then write the final lines.
+            final = policy.decide_day(decisions, run_key=day.isoformat())
+            spool.seek(0)
+            for line in spool:
+                record = json.loads(line)
+                decision = final[record["source"]]
+                predictions.write({**record, "review": decision.review, "reason": decision.reason})
+        reasons = Counter(decision.reason for decision in final.values())
+        result = {
+            "images": images,
+            "predicted": len(final),
+            "quarantined": quarantine.count,
+            "to_review": sum(decision.review for decision in final.values()),
+            "reasons": dict(reasons),
+            "predictions_uri": predictions.uri,
+            "quarantine_uri": quarantine.uri,
+        }
+        self.log.info("Predictions of %s: %s", day, result)
+        return result

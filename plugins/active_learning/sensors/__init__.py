@@ -1,0 +1,1 @@
+"""Airflow layer of the active-learning package."""

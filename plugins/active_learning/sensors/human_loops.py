@@ -1,0 +1,126 @@
+"""Wait, without holding a worker slot when deferrable, until the run's human loops are done."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, conf
+from airflow.sdk import PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.reviews import ReviewProgress
+from active_learning.triggers.human_loops import HumanLoopTrigger
+
+MAX_REPORTED_FAILURES = 100
+
+
+class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
+    """Wait until a run's human loops are terminal (Completed, Failed, Stopped), or enough completed.
+
+    One check pages ``ListHumanLoops`` (FlowDefinitionArn, CreationTimeAfter, 100 per page): about
+    11 calls for 1,000 loops, not one describe per loop. Failed and stopped loops are reported with
+    their reasons in the log and the returned progress.
+
+    :param human_loops: what ``StartHumanLoopsOperator`` returned (flow definition ARN, name
+        prefix, created-after time, number of loops).
+    :param min_completed_fraction: share of the run's loops whose completion is enough to go on;
+        1.0 waits until every loop is terminal.
+    :param on_timeout: ``"continue"`` goes on with what is complete; ``"fail"`` fails the task.
+    :param deferrable: wait in the triggerer rather than in a worker slot.
+    """
+
+    aws_hook_class = A2IRuntimeHook
+    template_fields: Sequence[str] = aws_template_fields("human_loops")
+
+    def __init__(
+        self,
+        *,
+        human_loops: Mapping[str, Any] | str,
+        min_completed_fraction: float = 1.0,
+        on_timeout: Literal["continue", "fail"] = "continue",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < min_completed_fraction <= 1.0:
+            raise ValueError(f"min_completed_fraction must be within (0, 1], got {min_completed_fraction}")
+        if on_timeout not in ("continue", "fail"):
+            raise ValueError(f"on_timeout must be 'continue' or 'fail', got {on_timeout!r}")
+        self.human_loops = human_loops
+        self.min_completed_fraction = min_completed_fraction
+        self.on_timeout = on_timeout
+        self.deferrable = deferrable
+
+    def check(self) -> ReviewProgress:
+        loops = self.human_loops
+        summaries = self.hook.list_human_loops(
+            loops["flow_definition_arn"], datetime.fromisoformat(loops["created_after"])
+        )
+        progress = ReviewProgress.from_summaries(summaries, loops["name_prefix"], int(loops["loops"]))
+        self.log.info("Human loops: %s", progress.describe())
+        return progress
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        progress = self.check()
+        return PokeReturnValue(progress.is_done(self.min_completed_fraction), self._report(progress, False))
+
+    def execute(self, context: Any) -> Any:
+        loops = self.human_loops
+        if int(loops["loops"]) == 0:
+            self.log.info("No human loop was started for this run: nothing to wait for")
+            return self._report(ReviewProgress(0), False)
+        if self.deferrable:
+            deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
+            self.defer(
+                trigger=HumanLoopTrigger(
+                    flow_definition_arn=loops["flow_definition_arn"],
+                    name_prefix=loops["name_prefix"],
+                    created_after=loops["created_after"],
+                    expected=int(loops["loops"]),
+                    min_completed_fraction=self.min_completed_fraction,
+                    deadline=deadline.isoformat(),
+                    poll_interval=self.poke_interval,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+            )
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout:
+            if self.on_timeout == "fail":
+                raise
+            return self._report(self.check(), True)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        validated = validate_execute_complete_event(event)
+        if validated["status"] == "error":
+            raise AirflowException(f"Waiting for human loops failed: {validated.get('message')}")
+        progress = ReviewProgress(**validated["progress"])
+        timed_out = validated["status"] == "timeout"
+        if timed_out and self.on_timeout == "fail":
+            raise AirflowSensorTimeout(f"Human loops not done in time: {progress.describe()}")
+        return self._report(progress, timed_out)
+
+    def _report(self, progress: ReviewProgress, timed_out: bool) -> dict[str, Any]:
+        for name, reason in progress.failures.items():
+            self.log.warning("Human loop %s did not complete: %s", name, reason)
+        if timed_out:
+            self.log.warning("Timed out; going on with what is complete: %s", progress.describe())
+        failures = dict(sorted(progress.failures.items())[:MAX_REPORTED_FAILURES])
+        return {
+            "expected": progress.expected,
+            "completed": progress.completed,
+            "counts": progress.counts,
+            "failed_or_stopped": len(progress.failures),
+            "failures": failures,
+            "timed_out": timed_out,
+        }

@@ -1,0 +1,112 @@
+"""Trigger waiting, in the triggerer, until a run's human loops are done."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from active_learning.hooks.a2i import LIST_PAGE_SIZE, A2IRuntimeHook
+from active_learning.reviews import ReviewProgress
+
+
+class HumanLoopTrigger(BaseTrigger):
+    """Page ``ListHumanLoops`` every ``poll_interval`` seconds until the run's loops are done.
+
+    Yields ``{"status": "success" | "timeout" | "error", "progress": {...}}``; a timeout is an event,
+    not an error, so the task decides whether to go on with what is complete.
+
+    :param flow_definition_arn: the flow definition of the loops.
+    :param name_prefix: what the run's loop names start with.
+    :param created_after: ISO time before the run's first loop was created.
+    :param expected: how many loops the run started.
+    :param min_completed_fraction: share of completed loops that is enough.
+    :param deadline: ISO time after which a ``timeout`` event is sent.
+    :param poll_interval: seconds between checks.
+    """
+
+    def __init__(
+        self,
+        *,
+        flow_definition_arn: str,
+        name_prefix: str,
+        created_after: str,
+        expected: int,
+        min_completed_fraction: float,
+        deadline: str,
+        poll_interval: float = 60,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.flow_definition_arn = flow_definition_arn
+        self.name_prefix = name_prefix
+        self.created_after = created_after
+        self.expected = expected
+        self.min_completed_fraction = min_completed_fraction
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "flow_definition_arn": self.flow_definition_arn,
+                "name_prefix": self.name_prefix,
+                "created_after": self.created_after,
+                "expected": self.expected,
+                "min_completed_fraction": self.min_completed_fraction,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+            },
+        )
+
+    def hook(self) -> A2IRuntimeHook:
+        return A2IRuntimeHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
+
+    async def progress(self, client: Any) -> ReviewProgress:
+        """One check: every page of the flow definition's loops since ``created_after``."""
+        paginator = client.get_paginator("list_human_loops")
+        pages = paginator.paginate(
+            FlowDefinitionArn=self.flow_definition_arn,
+            CreationTimeAfter=datetime.fromisoformat(self.created_after),
+            SortOrder="Ascending",
+            PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+        )
+        summaries = [summary async for page in pages for summary in page["HumanLoopSummaries"]]
+        return ReviewProgress.from_summaries(summaries, self.name_prefix, self.expected)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadline = datetime.fromisoformat(self.deadline)
+        try:
+            async with await self.hook().get_async_conn() as client:
+                while True:
+                    progress = await self.progress(client)
+                    self.log.info("Human loops: %s", progress.describe())
+                    if progress.is_done(self.min_completed_fraction):
+                        yield TriggerEvent({"status": "success", "progress": progress.to_dict()})
+                        return
+                    if datetime.now(UTC) >= deadline:
+                        yield TriggerEvent({"status": "timeout", "progress": progress.to_dict()})
+                        return
+                    await asyncio.sleep(self.poll_interval)
+        except Exception as err:  # reported to the task, which fails with the message
+            yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
