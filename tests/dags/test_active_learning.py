@@ -1,0 +1,169 @@
+"""DAG integrity: the daily DAG loads, wires every step, and processes the day that just ended."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pendulum
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.encoders import coerce_to_core_timetable
+from airflow.timetables.base import TimeRestriction
+
+from active_learning.settings import LoopSettings
+
+ROOT = Path(__file__).parents[2]
+DAGS = ROOT / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag: DagBag):
+    return dagbag.dags["active_learning"]
+
+
+def test_no_import_errors(dagbag: DagBag) -> None:
+    assert dagbag.import_errors == {}
+    assert list(dagbag.dags) == ["active_learning"]
+
+
+def test_task_graph_chains_every_step(dag) -> None:
+    downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
+    assert downstream == {
+        "deploy_model": ["batch_predict"],
+        "create_human_review_workflow": ["batch_predict", "start_human_loops"],
+        "batch_predict": ["start_human_loops"],
+        "start_human_loops": ["wait_for_human_loops"],
+        "wait_for_human_loops": ["augmented_manifest"],
+        "augmented_manifest": ["incremental_training"],
+        "incremental_training": ["evaluation_gate", "update_endpoint"],
+        "evaluation_gate": ["approve_update"],
+        "approve_update": ["update_endpoint"],
+        "update_endpoint": [],
+    }
+
+
+def test_operator_classes(dag) -> None:
+    classes = {task.task_id: type(task).__name__ for task in dag.tasks}
+    assert classes == {
+        "deploy_model": "DeployModelOperator",
+        "create_human_review_workflow": "CreateHumanReviewWorkflowOperator",
+        "batch_predict": "BatchPredictOperator",
+        "start_human_loops": "StartHumanLoopsOperator",
+        "wait_for_human_loops": "HumanLoopSensor",
+        "augmented_manifest": "AugmentedManifestOperator",
+        "incremental_training": "IncrementalTrainingOperator",
+        "evaluation_gate": "EvaluationGateOperator",
+        "approve_update": "OptionalApprovalOperator",
+        "update_endpoint": "UpdateEndpointOperator",
+    }
+
+
+def test_dag_conventions(dag) -> None:
+    assert dag.catchup is False
+    assert {"active-learning", "sagemaker", "a2i"} <= set(dag.tags)
+    assert dag.doc_md
+    assert "backfill" in dag.doc_md
+    assert all(task.retries >= 1 for task in dag.tasks)
+    assert dag.get_task("wait_for_human_loops").deferrable is True
+
+
+def test_training_and_update_are_serialized_across_runs(dag) -> None:
+    training = dag.get_task("incremental_training")
+    assert training.depends_on_past
+    assert training.wait_for_downstream
+    # wait_for_downstream covers the tasks directly downstream: the update must be one of them
+    assert "update_endpoint" in training.downstream_task_ids
+    assert dag.get_task("update_endpoint").depends_on_past
+
+
+def test_console_links_on_tasks_that_create_aws_resources(dag) -> None:
+    def links(task_id: str) -> set[str]:
+        return {link.name for link in dag.get_task(task_id).operator_extra_links}
+
+    assert "SageMaker endpoint" in links("deploy_model")
+    assert "SageMaker endpoint" in links("update_endpoint")
+    assert "Human review workflow" in links("create_human_review_workflow")
+    assert "Training job" in links("incremental_training")
+
+
+def test_the_scheduled_run_processes_the_day_that_just_ended(dag) -> None:
+    start = pendulum.datetime(2026, 11, 25, tz="UTC")
+    timetable = coerce_to_core_timetable(dag.timetable)  # what the scheduler runs
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=start, latest=None, catchup=True),
+    )
+    # the run for 2026-11-25 fires at midnight ending that day and covers that day
+    assert info.data_interval.start == start
+    assert info.data_interval.end == pendulum.datetime(2026, 11, 26, tz="UTC")
+    assert info.run_after == pendulum.datetime(2026, 11, 26, tz="UTC")
+    # a backfill or manual run for the same logical date gets the same interval, hence the same day
+    interval = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 11, 26, 0, tz="UTC"))
+    assert interval.start == start
+    rendered = dag.get_template_env().from_string(dag.get_task("batch_predict").day)
+    assert rendered.render(data_interval_start=info.data_interval.start) == "2026-11-25"
+
+
+def test_settings_template_renders_to_valid_settings(dag) -> None:
+    params = {name: param.value for name, param in dag.params.items()}
+    params.update(
+        bucket="my-bucket",
+        role_arn="arn:aws:iam::123456789012:role/A2IRole",
+        workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/reviewers",
+    )
+    template = dag.get_task("batch_predict").settings
+    rendered = dag.get_template_env().from_string(template).render(params=params)
+    settings = LoopSettings.from_mapping(json.loads(rendered))
+    assert settings.bucket == "my-bucket"
+    assert settings.threshold == 0.5
+    assert len(settings.class_names) == 20
+    assert settings.max_reviews is None
+
+
+def run_python(code: str, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}", **env},
+        timeout=120,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_parsing_does_not_import_the_sagemaker_sdk() -> None:
+    code = (
+        "import sys, runpy; runpy.run_path('dags/active_learning.py');"
+        "print(sorted(m for m in sys.modules if m == 'sagemaker' or m.startswith('sagemaker.')))"
+    )
+    assert run_python(code) == "[]"
+
+
+def test_param_defaults_come_from_environment_variables() -> None:
+    code = (
+        "import runpy; dag = runpy.run_path('dags/active_learning.py')['dag'];"
+        "print(dag.params['bucket'], dag.params['threshold'], dag.params['task_count'])"
+    )
+    assert (
+        run_python(code, AL_BUCKET="env-bucket", AL_THRESHOLD="0.3", AL_TASK_COUNT="2") == "env-bucket 0.3 2"
+    )
+
+
+def test_dag_parses_quickly_enough_for_the_scheduler() -> None:
+    """Not a timing assert: the parse must not pull in the heavy modules that make it slow."""
+    code = (
+        "import sys, runpy; runpy.run_path('dags/active_learning.py');"
+        "print(any(m in sys.modules for m in ('sagemaker', 'torch', 'mlflow', 'pandas')))"
+    )
+    assert run_python(code) == "False"
