@@ -13,7 +13,7 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := True
 install: $(STAMP)
 
 # Reinstalls only when a requirements file changed.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt emulator/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

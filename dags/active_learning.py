@@ -97,6 +97,9 @@ PARAMS = {
         env("require_approval", "false").lower() == "true", type="boolean", description="Ask before updating"
     ),
 }
+# How often long waits check on AWS (the demo on the local AWS uses seconds, not minutes).
+WAITER_DELAY = integer("waiter_delay_seconds", 30)
+REVIEW_POLL = number("review_poll_seconds", 300)
 SETTINGS = "{{ params | tojson }}"
 DAY = "{{ data_interval_start | ds }}"
 
@@ -120,9 +123,10 @@ with DAG(
         task_id="deploy_model",
         settings=SETTINGS,
         initial_model_data_url="{{ params.initial_model_data_url }}",
+        waiter_delay=WAITER_DELAY,
     )
     review_workflow = CreateHumanReviewWorkflowOperator(
-        task_id="create_human_review_workflow", settings=SETTINGS
+        task_id="create_human_review_workflow", settings=SETTINGS, waiter_delay=WAITER_DELAY
     )
     batch_predict = BatchPredictOperator(task_id="batch_predict", settings=SETTINGS, day=DAY)
     start_human_loops = StartHumanLoopsOperator(
@@ -137,7 +141,7 @@ with DAG(
         min_completed_fraction=number("min_completed_fraction", 1.0),
         on_timeout="fail" if env("review_on_timeout", "continue") == "fail" else "continue",
         timeout=timedelta(hours=number("review_timeout_hours", 240)).total_seconds(),
-        poke_interval=300,
+        poke_interval=REVIEW_POLL,
         deferrable=True,
     )
     augmented_manifest = AugmentedManifestOperator(task_id="augmented_manifest", settings=SETTINGS, day=DAY)
@@ -148,6 +152,7 @@ with DAG(
         depends_on_past=True,
         wait_for_downstream=True,
         deferrable=True,
+        waiter_delay=WAITER_DELAY,
     )
     evaluation_gate = EvaluationGateOperator(
         task_id="evaluation_gate", settings=SETTINGS, training=incremental_training.output
@@ -165,6 +170,7 @@ with DAG(
         training=incremental_training.output,
         depends_on_past=True,
         deferrable=True,
+        waiter_delay=WAITER_DELAY,
     )
 
     [deploy_model, review_workflow] >> batch_predict

@@ -6,6 +6,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
+from functools import cached_property
 from typing import Any, TypeVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
@@ -53,8 +54,9 @@ class LoopOperatorMixin:
         """Another AWS hook on the same connection, region and botocore config as the operator's."""
         return hook_class(**self._hook_parameters)
 
-    @property
+    @cached_property
     def s3(self) -> S3Hook:
+        """One S3 hook per operator: each new hook builds its own session (and assumes the role again)."""
         return self.other_hook(S3Hook)
 
 

@@ -10,7 +10,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from active_learning.hooks.errors import error_message
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
@@ -45,10 +45,17 @@ class EndpointWaitMixin:
                 ),
                 method_name="execute_complete",
             )
-        self.hook.get_waiter("endpoint_in_service").wait(
-            EndpointName=endpoint_name,
-            WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
-        )
+        try:
+            self.hook.get_waiter("endpoint_in_service").wait(
+                EndpointName=endpoint_name,
+                WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
+            )
+        except WaiterError as err:
+            described = self.hook.describe_endpoint(endpoint_name)
+            raise AirflowException(
+                f"Endpoint {endpoint_name} did not become InService ({err}): it is "
+                f"{described['EndpointStatus']}: {described.get('FailureReason', '')}"
+            ) from err
 
 
 class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):

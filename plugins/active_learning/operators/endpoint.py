@@ -15,7 +15,7 @@ from active_learning.hooks.models import ModelLineageHook, ServingModel
 from active_learning.links.console import EndpointLink
 from active_learning.naming import endpoint_config_name, model_name
 from active_learning.operators.base import LoopOperatorMixin
-from active_learning.operators.deploy import EndpointWaitMixin
+from active_learning.operators.deploy import WAITING_STATUSES, EndpointWaitMixin
 from active_learning.operators.training import final_metric
 from active_learning.settings import LoopSettings
 from active_learning.training_data import (
@@ -187,8 +187,14 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
                 EndpointConfigName=config,
                 DeploymentConfig=self.deployment_config(),
             )
-        else:  # an update from an earlier try is under way: wait for it, then verify
+        elif serving.endpoint_status in WAITING_STATUSES:  # an earlier try's update: wait, then verify
             self.log.info("Endpoint %s is %s: waiting", endpoint, serving.endpoint_status)
+        else:  # Failed, UpdateRollbackFailed, OutOfService...: the waiter would poll until it gives up
+            described = self.hook.describe_endpoint(endpoint)
+            raise AirflowException(
+                f"Endpoint {endpoint} is {serving.endpoint_status}, not updatable: "
+                f"{described.get('FailureReason', '')}"
+            )
         self.wait_for_endpoint(endpoint)
         return self._verify(settings, config)
 

@@ -118,16 +118,21 @@ class CreateHumanReviewWorkflowOperator(LoopOperatorMixin, AwsBaseOperator[Human
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, str]:
         validated = validate_execute_complete_event(event)
         name = validated["flow_definition_name"]
+        if validated["status"] != "success":
+            raise AirflowException(f"Flow definition {name} is not Active: {validated.get('message')}")
         described = self.hook.describe_flow_definition(name)
-        if validated["status"] != "success" or described is None:
-            raise AirflowException(
-                f"Flow definition {name} did not become Active: {validated.get('message')}"
-            )
+        if described is None:
+            raise AirflowException(f"Flow definition {name} disappeared while waiting for it")
         return self._result(described)
 
     @staticmethod
     def _result(described: dict[str, Any]) -> dict[str, str]:
         status = described["FlowDefinitionStatus"]
+        if status == "Initializing":
+            raise AirflowException(
+                f"Flow definition {described['FlowDefinitionName']} is still Initializing after waiting; "
+                "retry the task to wait longer"
+            )
         if status != "Active":
             raise AirflowException(
                 f"Flow definition {described['FlowDefinitionName']} is {status}: "

@@ -35,9 +35,18 @@ def image_properties(data: bytes) -> tuple[str, int, int]:
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.verify()
             image_format, (width, height) = image.format or "", image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            if image_format == "MPO":  # phone/camera photos: a JPEG with more pictures appended
+                image_format = "JPEG"
+            if image_format == "JPEG":
+                # verify() does not read JPEG data: decode it at 1/8 scale (cheap) to catch truncation
+                image.draft(None, (max(width // 8, 1), max(height // 8, 1)))
+                image.load()
+            else:
+                image.verify()
+    except UnidentifiedImageError as err:  # its message holds a memory address: keep reasons stable
+        raise Quarantined("not a decodable image: not in a format Pillow can identify") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise Quarantined(f"not a decodable image: {err}") from err
     if image_format not in CONTENT_TYPES:
         raise Quarantined(f"unsupported image format {image_format}: only JPEG and PNG are accepted")

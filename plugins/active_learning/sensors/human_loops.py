@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -57,8 +58,17 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
         self.on_timeout = on_timeout
         self.deferrable = deferrable
 
+    @property
+    def loops(self) -> Mapping[str, Any]:
+        """The start task's result; a JSON string (from a Jinja template) is decoded."""
+        loops = json.loads(self.human_loops) if isinstance(self.human_loops, str) else self.human_loops
+        missing = {"loops", "name_prefix", "created_after", "flow_definition_arn"} - set(loops)
+        if missing:
+            raise AirflowException(f"human_loops lacks {sorted(missing)}: pass the start task's output")
+        return loops
+
     def check(self) -> ReviewProgress:
-        loops = self.human_loops
+        loops = self.loops
         summaries = self.hook.list_human_loops(
             loops["flow_definition_arn"], datetime.fromisoformat(loops["created_after"])
         )
@@ -71,7 +81,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
         return PokeReturnValue(progress.is_done(self.min_completed_fraction), self._report(progress, False))
 
     def execute(self, context: Any) -> Any:
-        loops = self.human_loops
+        loops = self.loops
         if int(loops["loops"]) == 0:
             self.log.info("No human loop was started for this run: nothing to wait for")
             return self._report(ReviewProgress(0), False)
@@ -102,7 +112,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         validated = validate_execute_complete_event(event)
-        if validated["status"] == "error":
+        if validated["status"] not in ("success", "timeout"):
             raise AirflowException(f"Waiting for human loops failed: {validated.get('message')}")
         progress = ReviewProgress(**validated["progress"])
         timed_out = validated["status"] == "timeout"

@@ -1,0 +1,438 @@
+"""HumanLoopSensor against a real botocore client with Stubber (moto has no A2I runtime)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from airflow.sdk import PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+from botocore.stub import Stubber
+
+from active_learning.sensors.human_loops import MAX_REPORTED_FAILURES, HumanLoopSensor
+from active_learning.triggers.human_loops import HumanLoopTrigger
+
+ACCOUNT = "123456789012"
+FLOW_ARN = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/active-learning-fd-0123456789ab"
+PREFIX = "active-learning-20261126-"
+OTHER_DAY = "active-learning-20261125-"
+CREATED_AFTER = datetime(2026, 11, 26, 0, 55, tzinfo=UTC)
+CREATED = datetime(2026, 11, 26, 1, 2, 3, tzinfo=UTC)
+# One event per API call. Not "before-call": the Stubber answers that event from a wildcard handler
+# that botocore runs before any handler registered for the exact event name.
+LIST_CALL = "before-parameter-build.sagemaker-a2i-runtime.ListHumanLoops"
+BASE_PARAMS = {
+    "FlowDefinitionArn": FLOW_ARN,
+    "CreationTimeAfter": CREATED_AFTER,
+    "SortOrder": "Ascending",
+    "MaxResults": 100,
+}
+
+
+def human_loops(loops: int) -> dict[str, Any]:
+    """What StartHumanLoopsOperator returns."""
+    return {
+        "loops": loops,
+        "name_prefix": PREFIX,
+        "created_after": CREATED_AFTER.isoformat(),
+        "flow_definition_arn": FLOW_ARN,
+    }
+
+
+def make_sensor(loops: int = 3, **kwargs: Any) -> HumanLoopSensor:
+    return HumanLoopSensor(
+        task_id="wait_for_human_loops",
+        human_loops=human_loops(loops),
+        aws_conn_id=None,
+        region_name="us-east-1",
+        **kwargs,
+    )
+
+
+def summary(name: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    item = {
+        "HumanLoopName": name,
+        "HumanLoopStatus": status,
+        "CreationTime": CREATED,
+        "FlowDefinitionArn": FLOW_ARN,
+    }
+    if reason is not None:
+        item["FailureReason"] = reason
+    return item
+
+
+def loop(index: int, prefix: str = PREFIX) -> str:
+    return f"{prefix}{index:016x}"
+
+
+@pytest.fixture
+def sensor() -> HumanLoopSensor:
+    return make_sensor()
+
+
+@pytest.fixture
+def stub(sensor: HumanLoopSensor) -> Iterator[Stubber]:
+    with Stubber(sensor.hook.conn) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def count_list_calls(sensor: HumanLoopSensor) -> list[dict[str, Any]]:
+    """Record the parameters of every ListHumanLoops call."""
+    calls: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.append(dict(params))
+
+    sensor.hook.conn.meta.events.register(LIST_CALL, record)
+    return calls
+
+
+# --- constructor -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_completed_fraction": 0}, "min_completed_fraction"),
+        ({"min_completed_fraction": 1.5}, "min_completed_fraction"),
+        ({"min_completed_fraction": -0.1}, "min_completed_fraction"),
+        ({"on_timeout": "ignore"}, "on_timeout"),
+    ],
+)
+def test_invalid_arguments_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_sensor(**kwargs)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.8, 1.0])
+def test_fractions_within_bounds_are_accepted(fraction: float) -> None:
+    assert make_sensor(min_completed_fraction=fraction).min_completed_fraction == fraction
+
+
+def test_human_loops_is_templated_and_the_hook_targets_the_a2i_runtime(sensor: HumanLoopSensor) -> None:
+    assert "human_loops" in HumanLoopSensor.template_fields
+    assert sensor.hook.conn.meta.service_model.service_name == "sagemaker-a2i-runtime"
+    assert sensor.hook.conn.meta.region_name == "us-east-1"
+
+
+# --- poke --------------------------------------------------------------------------------------
+
+
+def test_poke_is_not_done_while_loops_are_in_progress(sensor: HumanLoopSensor, stub: Stubber) -> None:
+    # Two completed loops of another day would make it look done if they were counted.
+    stub.add_response(
+        "list_human_loops",
+        {
+            "HumanLoopSummaries": [
+                summary(loop(0, OTHER_DAY), "Completed"),
+                summary(loop(1, OTHER_DAY), "Completed"),
+                summary(loop(0), "Completed"),
+                summary(loop(1), "InProgress"),
+                summary(loop(2), "Completed"),
+            ]
+        },
+        BASE_PARAMS,
+    )
+
+    result = sensor.poke({})
+
+    assert isinstance(result, PokeReturnValue)
+    assert result.is_done is False
+    assert result.xcom_value == {
+        "expected": 3,
+        "completed": 2,
+        "counts": {"Completed": 2, "InProgress": 1},
+        "failed_or_stopped": 0,
+        "failures": {},
+        "timed_out": False,
+    }
+
+
+def test_poke_is_done_when_every_loop_is_terminal_and_reports_failures(
+    sensor: HumanLoopSensor, stub: Stubber
+) -> None:
+    stub.add_response(
+        "list_human_loops",
+        {
+            "HumanLoopSummaries": [
+                summary(loop(0, OTHER_DAY), "InProgress"),
+                summary(loop(0), "Completed"),
+                summary(loop(1), "Failed", "The worker task expired"),
+                summary(loop(2), "Stopped"),
+            ]
+        },
+        BASE_PARAMS,
+    )
+
+    result = sensor.poke({})
+
+    assert result.is_done is True
+    assert result.xcom_value == {
+        "expected": 3,
+        "completed": 1,
+        "counts": {"Completed": 1, "Failed": 1, "Stopped": 1},
+        "failed_or_stopped": 2,
+        "failures": {loop(1): "The worker task expired", loop(2): "Stopped"},
+        "timed_out": False,
+    }
+
+
+def test_poke_waits_for_loops_not_listed_yet(sensor: HumanLoopSensor, stub: Stubber) -> None:
+    stub.add_response(
+        "list_human_loops",
+        {"HumanLoopSummaries": [summary(loop(0), "Completed"), summary(loop(1), "Completed")]},
+        BASE_PARAMS,
+    )
+
+    assert sensor.poke({}).is_done is False
+
+
+@pytest.mark.parametrize(("fraction", "done"), [(0.8, True), (0.9, False), (1.0, False)])
+def test_min_completed_fraction_lets_the_sensor_finish_early(fraction: float, done: bool) -> None:
+    sensor = make_sensor(loops=10, min_completed_fraction=fraction)
+    items = [summary(loop(i), "Completed") for i in range(8)]
+    items += [summary(loop(i), "InProgress") for i in range(8, 10)]
+    with Stubber(sensor.hook.conn) as stub:
+        stub.add_response("list_human_loops", {"HumanLoopSummaries": items}, BASE_PARAMS)
+
+        result = sensor.poke({})
+
+        stub.assert_no_pending_responses()
+    assert result.is_done is done
+    assert result.xcom_value["completed"] == 8
+    assert result.xcom_value["counts"] == {"Completed": 8, "InProgress": 2}
+
+
+def test_one_check_of_1000_loops_costs_10_list_calls() -> None:
+    sensor = make_sensor(loops=1000)
+    calls = count_list_calls(sensor)
+    with Stubber(sensor.hook.conn) as stub:
+        for page in range(10):
+            response: dict[str, Any] = {
+                "HumanLoopSummaries": [
+                    summary(loop(i), "Completed") for i in range(page * 100, page * 100 + 100)
+                ]
+            }
+            if page < 9:
+                response["NextToken"] = f"token-{page + 1}"
+            params = BASE_PARAMS | ({"NextToken": f"token-{page}"} if page else {})
+            stub.add_response("list_human_loops", response, params)
+
+        result = sensor.poke({})
+
+        stub.assert_no_pending_responses()
+    assert len(calls) == 10
+    for call in calls:
+        assert call["MaxResults"] == 100
+        assert call["FlowDefinitionArn"] == FLOW_ARN
+        assert call["CreationTimeAfter"] == CREATED_AFTER
+    assert result.is_done is True
+    assert result.xcom_value["completed"] == 1000
+    assert result.xcom_value["counts"] == {"Completed": 1000}
+
+
+# --- execute (not deferrable) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_execute_with_no_loops_returns_at_once_without_any_call(deferrable: bool) -> None:
+    sensor = make_sensor(loops=0, deferrable=deferrable)
+    calls = count_list_calls(sensor)
+    with Stubber(sensor.hook.conn):  # nothing queued: any call would raise
+        result = sensor.execute({})
+
+    assert calls == []
+    assert result == {
+        "expected": 0,
+        "completed": 0,
+        "counts": {},
+        "failed_or_stopped": 0,
+        "failures": {},
+        "timed_out": False,
+    }
+
+
+def test_execute_pokes_until_done_and_returns_the_report() -> None:
+    sensor = make_sensor(deferrable=False, poke_interval=0, timeout=60)
+    calls = count_list_calls(sensor)
+    with Stubber(sensor.hook.conn) as stub:
+        stub.add_response(
+            "list_human_loops",
+            {"HumanLoopSummaries": [summary(loop(i), "InProgress") for i in range(3)]},
+            BASE_PARAMS,
+        )
+        stub.add_response(
+            "list_human_loops",
+            {"HumanLoopSummaries": [summary(loop(i), "Completed") for i in range(3)]},
+            BASE_PARAMS,
+        )
+
+        result = sensor.execute({})
+
+        stub.assert_no_pending_responses()
+    assert len(calls) == 2
+    assert result["counts"] == {"Completed": 3}
+    assert result["timed_out"] is False
+
+
+@pytest.fixture
+def never_done(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], tuple[HumanLoopSensor, list[datetime]]]:
+    """A sensor whose loops stay in progress, with a tiny timeout; records every check."""
+
+    def make(on_timeout: str) -> tuple[HumanLoopSensor, list[datetime]]:
+        sensor = make_sensor(deferrable=False, on_timeout=on_timeout, timeout=0.01, poke_interval=0.01)
+        checks: list[datetime] = []
+
+        def list_human_loops(flow_definition_arn: str, created_after: datetime) -> list[dict[str, Any]]:
+            assert (flow_definition_arn, created_after) == (FLOW_ARN, CREATED_AFTER)
+            checks.append(created_after)
+            return [summary(loop(0), "Completed"), summary(loop(1), "InProgress")]
+
+        monkeypatch.setattr(sensor.hook, "list_human_loops", list_human_loops)
+        return sensor, checks
+
+    return make
+
+
+def test_timeout_with_continue_returns_what_is_complete(never_done: Any) -> None:
+    sensor, checks = never_done("continue")
+
+    # Poke mode needs no task-runner context: BaseSensorOperator.execute only reads context["ti"]
+    # in reschedule mode, and ExecutorSafeguard only warns (allow_nested_operators defaults to True).
+    result = sensor.execute({})
+
+    assert result == {
+        "expected": 3,
+        "completed": 1,
+        "counts": {"Completed": 1, "InProgress": 1},
+        "failed_or_stopped": 0,
+        "failures": {},
+        "timed_out": True,
+    }
+    assert len(checks) >= 2  # at least one poke, then the final check for the report
+
+
+def test_timeout_with_fail_raises(never_done: Any) -> None:
+    sensor, _ = never_done("fail")
+
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute({})
+
+
+# --- deferrable --------------------------------------------------------------------------------
+
+
+def test_deferrable_execute_defers_to_the_trigger_without_any_call() -> None:
+    sensor = make_sensor(
+        loops=7,
+        deferrable=True,
+        min_completed_fraction=0.9,
+        timeout=3600,
+        poke_interval=30,
+        verify=False,
+        botocore_config={"retries": {"mode": "standard"}},
+    )
+    calls = count_list_calls(sensor)
+    before = datetime.now(UTC)
+    with Stubber(sensor.hook.conn), pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    after = datetime.now(UTC)
+
+    assert calls == []
+    assert deferred.value.method_name == "execute_complete"
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, HumanLoopTrigger)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "active_learning.triggers.human_loops.HumanLoopTrigger"
+    deadline = datetime.fromisoformat(kwargs.pop("deadline"))
+    assert before + timedelta(seconds=3600) <= deadline <= after + timedelta(seconds=3600)
+    assert deadline.tzinfo is not None
+    assert kwargs == {
+        "flow_definition_arn": FLOW_ARN,
+        "name_prefix": PREFIX,
+        "created_after": CREATED_AFTER.isoformat(),
+        "expected": 7,
+        "min_completed_fraction": 0.9,
+        "poll_interval": 30,
+        "aws_conn_id": None,
+        "region_name": "us-east-1",
+        "verify": False,
+        "botocore_config": {"retries": {"mode": "standard"}},
+    }
+
+
+def event(status: str, counts: dict[str, int], failures: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"status": status, "progress": {"expected": 3, "counts": counts, "failures": failures or {}}}
+
+
+def test_execute_complete_returns_the_report_on_success() -> None:
+    sensor = make_sensor(deferrable=True)
+
+    result = sensor.execute_complete(
+        {}, event("success", {"Completed": 2, "Failed": 1}, {loop(2): "The worker task expired"})
+    )
+
+    assert result == {
+        "expected": 3,
+        "completed": 2,
+        "counts": {"Completed": 2, "Failed": 1},
+        "failed_or_stopped": 1,
+        "failures": {loop(2): "The worker task expired"},
+        "timed_out": False,
+    }
+
+
+def test_execute_complete_goes_on_after_a_timeout_when_told_to_continue() -> None:
+    sensor = make_sensor(deferrable=True, on_timeout="continue")
+
+    result = sensor.execute_complete({}, event("timeout", {"Completed": 1, "InProgress": 2}))
+
+    assert result["timed_out"] is True
+    assert result["completed"] == 1
+    assert result["counts"] == {"Completed": 1, "InProgress": 2}
+
+
+def test_execute_complete_fails_after_a_timeout_when_told_to_fail() -> None:
+    sensor = make_sensor(deferrable=True, on_timeout="fail")
+
+    with pytest.raises(AirflowSensorTimeout, match="1/3 loops terminal"):
+        sensor.execute_complete({}, event("timeout", {"Completed": 1, "InProgress": 2}))
+
+
+def test_execute_complete_raises_on_an_error_event() -> None:
+    sensor = make_sensor(deferrable=True)
+
+    with pytest.raises(AirflowException, match="ThrottlingException: Rate exceeded") as raised:
+        sensor.execute_complete({}, {"status": "error", "message": "ThrottlingException: Rate exceeded"})
+    assert not isinstance(raised.value, AirflowSensorTimeout)
+
+
+def test_execute_complete_raises_without_an_event() -> None:
+    sensor = make_sensor(deferrable=True)
+
+    with pytest.raises(AirflowException, match="event is None"):
+        sensor.execute_complete({}, None)
+
+
+def test_reported_failures_are_capped_but_all_counted() -> None:
+    sensor = make_sensor(deferrable=True)
+    failures = {loop(i): f"reason {i}" for i in range(MAX_REPORTED_FAILURES + 50)}
+
+    result = sensor.execute_complete(
+        {},
+        {
+            "status": "success",
+            "progress": {
+                "expected": len(failures),
+                "counts": {"Failed": len(failures)},
+                "failures": failures,
+            },
+        },
+    )
+
+    assert result["failed_or_stopped"] == MAX_REPORTED_FAILURES + 50
+    assert len(result["failures"]) == MAX_REPORTED_FAILURES
+    assert result["failures"] == dict(sorted(failures.items())[:MAX_REPORTED_FAILURES])

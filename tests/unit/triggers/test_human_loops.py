@@ -1,0 +1,298 @@
+"""HumanLoopTrigger: serialization round trip, and run() against a fake async A2I runtime client."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.triggers import human_loops as trigger_module
+from active_learning.triggers.human_loops import HumanLoopTrigger
+
+FLOW_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/active-learning-fd-0123456789ab"
+PREFIX = "active-learning-20261126-"
+OTHER_DAY = "active-learning-20261125-"
+CREATED_AFTER = datetime(2026, 11, 26, 0, 55, tzinfo=UTC)
+
+
+def loop(index: int, prefix: str = PREFIX) -> str:
+    return f"{prefix}{index:016x}"
+
+
+def summary(name: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    item = {"HumanLoopName": name, "HumanLoopStatus": status, "FlowDefinitionArn": FLOW_ARN}
+    if reason is not None:
+        item["FailureReason"] = reason
+    return item
+
+
+def page(*summaries: dict[str, Any]) -> dict[str, Any]:
+    return {"HumanLoopSummaries": list(summaries)}
+
+
+def make_trigger(**overrides: Any) -> HumanLoopTrigger:
+    kwargs: dict[str, Any] = {
+        "flow_definition_arn": FLOW_ARN,
+        "name_prefix": PREFIX,
+        "created_after": CREATED_AFTER.isoformat(),
+        "expected": 2,
+        "min_completed_fraction": 1.0,
+        "deadline": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "poll_interval": 0,
+        "aws_conn_id": None,
+        "region_name": "us-east-1",
+    }
+    return HumanLoopTrigger(**(kwargs | overrides))
+
+
+class FakeClient:
+    """The part of an aiobotocore A2I runtime client the trigger uses.
+
+    ``checks`` holds, per ``paginate`` call, the pages to yield (or an exception to raise while
+    iterating, as aiobotocore raises ClientError from the page iterator).
+    """
+
+    def __init__(self, checks: list[list[dict[str, Any]] | Exception]) -> None:
+        self.checks = list(checks)
+        self.paginators: list[str] = []
+        self.paginate_calls: list[dict[str, Any]] = []
+
+    def get_paginator(self, name: str) -> FakeClient:
+        self.paginators.append(name)
+        return self
+
+    def paginate(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        self.paginate_calls.append(kwargs)
+        return self._pages(self.checks.pop(0))
+
+    @staticmethod
+    async def _pages(pages: list[dict[str, Any]] | Exception) -> AsyncIterator[dict[str, Any]]:
+        if isinstance(pages, Exception):
+            raise pages
+        for item in pages:
+            yield item
+
+
+class FakeConnection:
+    """What ``await hook.get_async_conn()`` returns: an async context manager giving the client."""
+
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+        self.entered = 0
+        self.exited = 0
+
+    async def __aenter__(self) -> FakeClient:
+        self.entered += 1
+        return self.client
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.exited += 1
+
+
+class FakeHook:
+    def __init__(self, connection: FakeConnection | Exception) -> None:
+        self.connection = connection
+
+    async def get_async_conn(self) -> FakeConnection:
+        if isinstance(self.connection, Exception):
+            raise self.connection
+        return self.connection
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the trigger's sleeps without really sleeping."""
+    recorded: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+        recorded.append(delay)
+        return await real_sleep(0)
+
+    monkeypatch.setattr(trigger_module.asyncio, "sleep", sleep)
+    return recorded
+
+
+def run_with(
+    monkeypatch: pytest.MonkeyPatch, trigger: HumanLoopTrigger, connection: FakeConnection | Exception
+) -> list[dict[str, Any]]:
+    monkeypatch.setattr(HumanLoopTrigger, "hook", lambda self: FakeHook(connection))
+
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+# --- serialization -----------------------------------------------------------------------------
+
+
+def test_serialize_round_trips_through_its_own_classpath() -> None:
+    trigger = make_trigger(
+        expected=1000,
+        min_completed_fraction=0.8,
+        poll_interval=300.0,
+        aws_conn_id="aws_default",
+        verify="/etc/ssl/ca.pem",
+        botocore_config={"retries": {"mode": "adaptive"}},
+    )
+
+    classpath, kwargs = trigger.serialize()
+
+    assert classpath == "active_learning.triggers.human_loops.HumanLoopTrigger"
+    module_name, _, class_name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module_name), class_name)(**kwargs)
+    assert type(rebuilt) is HumanLoopTrigger
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert kwargs["expected"] == 1000
+    assert kwargs["min_completed_fraction"] == 0.8
+    assert kwargs["botocore_config"] == {"retries": {"mode": "adaptive"}}
+    assert json.loads(json.dumps(kwargs)) == kwargs  # plain values only
+
+
+def test_hook_carries_the_connection_settings() -> None:
+    trigger = make_trigger(
+        aws_conn_id="aws_review", region_name="eu-west-1", verify=False, botocore_config={"read_timeout": 5}
+    )
+
+    hook = trigger.hook()
+
+    assert isinstance(hook, A2IRuntimeHook)
+    assert hook.client_type == "sagemaker-a2i-runtime"
+    assert hook.aws_conn_id == "aws_review"
+    assert hook._region_name == "eu-west-1"
+    assert hook._verify is False
+    assert hook._config.read_timeout == 5
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def test_run_polls_until_done_then_sends_one_success_event(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    client = FakeClient(
+        [
+            [page(summary(loop(0), "Completed"), summary(loop(1), "InProgress"))],
+            [
+                page(summary(loop(0), "Completed"), summary(loop(0, OTHER_DAY), "InProgress")),
+                page(summary(loop(1), "Failed", "The worker task expired")),
+            ],
+        ]
+    )
+    connection = FakeConnection(client)
+    trigger = make_trigger(poll_interval=0.01)
+
+    events = run_with(monkeypatch, trigger, connection)
+
+    assert events == [
+        {
+            "status": "success",
+            "progress": {
+                "expected": 2,
+                "counts": {"Completed": 1, "Failed": 1},
+                "failures": {loop(1): "The worker task expired"},
+            },
+        }
+    ]
+    assert sleeps == [0.01]
+    assert client.paginators == ["list_human_loops", "list_human_loops"]
+    assert client.checks == []
+    assert (connection.entered, connection.exited) == (1, 1)
+
+
+def test_run_pages_with_the_run_filter(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
+    client = FakeClient([[page(summary(loop(0), "Completed"), summary(loop(1), "Stopped"))]])
+
+    events = run_with(monkeypatch, make_trigger(), FakeConnection(client))
+
+    assert events[0]["status"] == "success"
+    assert client.paginate_calls == [
+        {
+            "FlowDefinitionArn": FLOW_ARN,
+            "CreationTimeAfter": CREATED_AFTER,
+            "SortOrder": "Ascending",
+            "PaginationConfig": {"PageSize": 100},
+        }
+    ]
+    assert isinstance(client.paginate_calls[0]["CreationTimeAfter"], datetime)
+    assert sleeps == []
+
+
+def test_run_finishes_early_once_enough_loops_completed(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    client = FakeClient(
+        [[page(*(summary(loop(i), "Completed") for i in range(8)), summary(loop(8), "InProgress"))]]
+    )
+    trigger = make_trigger(expected=10, min_completed_fraction=0.8)
+
+    events = run_with(monkeypatch, trigger, FakeConnection(client))
+
+    assert [event["status"] for event in events] == ["success"]
+    assert events[0]["progress"]["counts"] == {"Completed": 8, "InProgress": 1}
+    assert sleeps == []
+
+
+def test_run_sends_a_timeout_event_after_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    client = FakeClient([[page(summary(loop(0), "Completed"), summary(loop(1), "InProgress"))]])
+    trigger = make_trigger(deadline=(datetime.now(UTC) - timedelta(seconds=1)).isoformat())
+
+    events = run_with(monkeypatch, trigger, FakeConnection(client))
+
+    assert events == [
+        {
+            "status": "timeout",
+            "progress": {"expected": 2, "counts": {"Completed": 1, "InProgress": 1}, "failures": {}},
+        }
+    ]
+    assert sleeps == []
+    assert len(client.paginate_calls) == 1
+
+
+def test_run_reports_success_rather_than_timeout_when_done_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    client = FakeClient([[page(summary(loop(0), "Completed"), summary(loop(1), "Completed"))]])
+    trigger = make_trigger(deadline=(datetime.now(UTC) - timedelta(seconds=1)).isoformat())
+
+    events = run_with(monkeypatch, trigger, FakeConnection(client))
+
+    assert [event["status"] for event in events] == ["success"]
+
+
+def test_run_sends_an_error_event_when_the_client_raises(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    throttled = ClientError(
+        {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "ListHumanLoops"
+    )
+    client = FakeClient([[page(summary(loop(0), "InProgress"))], throttled])
+    connection = FakeConnection(client)
+
+    events = run_with(monkeypatch, make_trigger(), connection)
+
+    assert events == [
+        {
+            "status": "error",
+            "message": "ClientError: An error occurred (ThrottlingException) when calling the "
+            "ListHumanLoops operation: Rate exceeded",
+        }
+    ]
+    assert sleeps == [0]
+    assert (connection.entered, connection.exited) == (1, 1)
+
+
+def test_run_sends_an_error_event_when_no_client_can_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = run_with(monkeypatch, make_trigger(), ModuleNotFoundError("No module named 'aiobotocore'"))
+
+    assert events == [{"status": "error", "message": "ModuleNotFoundError: No module named 'aiobotocore'"}]
