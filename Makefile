@@ -28,9 +28,9 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest
 
-demo:
-	@echo "make demo arrives with the embedded local AWS (issue 4); see README.md." >&2
-	@exit 2
+# The daily loop for several days on the embedded local AWS; artifacts in demo-output/.
+demo: install
+	$(BIN)/python -m emulator.demo --output demo-output
 
 clean:
-	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output .emulator.json .emulator.log

@@ -112,7 +112,7 @@ with DAG(
     max_active_runs=3,
     default_args={
         "retries": 2,
-        "retry_delay": timedelta(minutes=5),
+        "retry_delay": timedelta(seconds=number("retry_delay_seconds", 300)),
         "aws_conn_id": env("aws_conn_id", "aws_default"),
     },
     params=PARAMS,
@@ -126,7 +126,10 @@ with DAG(
         waiter_delay=WAITER_DELAY,
     )
     review_workflow = CreateHumanReviewWorkflowOperator(
-        task_id="create_human_review_workflow", settings=SETTINGS, waiter_delay=WAITER_DELAY
+        task_id="create_human_review_workflow",
+        settings=SETTINGS,
+        waiter_delay=WAITER_DELAY,
+        multiple_outputs=True,  # start_human_loops pulls the flow definition ARN by key
     )
     batch_predict = BatchPredictOperator(task_id="batch_predict", settings=SETTINGS, day=DAY)
     start_human_loops = StartHumanLoopsOperator(

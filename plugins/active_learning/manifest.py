@@ -136,6 +136,8 @@ def a2i_output_to_manifest_line(
         annotations breaks the built-in algorithm's training).
     :raises ManifestConversionError: naming the human loop and what is wrong (e.g. an unknown label).
     """
+    if not isinstance(output, Mapping):
+        raise ManifestConversionError(f"A2I output must be a JSON object, got {type(output).__name__}")
     loop = output.get("humanLoopName")
     if not isinstance(loop, str) or not loop:
         raise ManifestConversionError("A2I output has no humanLoopName")

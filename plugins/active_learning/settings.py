@@ -151,7 +151,7 @@ class LoopSettings:
         known = {f.name: f for f in fields(cls) if f.name != "extra"}
         kwargs: dict[str, Any] = {}
         for name, value in values.items():
-            if name not in known or value is None or value == "":
+            if name not in known or value is None or (value == "" and name != "prefix"):
                 continue
             kwargs[name] = _coerce(name, value, known[name].type)
         missing = [name for name in REQUIRED_SETTINGS if name not in kwargs]

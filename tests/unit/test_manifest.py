@@ -186,3 +186,8 @@ def test_read_manifest_names_the_bad_line() -> None:
         list(read_manifest(io.StringIO('{"a": 1}\n{oops\n')))
     with pytest.raises(ManifestFormatError, match="line 1: expected a JSON object"):
         list(read_manifest(io.StringIO("[1]\n")))
+
+
+def test_an_output_that_is_not_an_object_is_a_conversion_error() -> None:
+    with pytest.raises(ManifestConversionError, match="JSON object"):
+        a2i_output_to_manifest_line([1, 2], VOC_CLASSES)  # type: ignore[arg-type]

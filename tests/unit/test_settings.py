@@ -91,3 +91,8 @@ def test_split_s3_uri() -> None:
     assert split_s3_uri("s3://b/k/x.jpg") == ("b", "k/x.jpg")
     with pytest.raises(ValueError, match="not an S3 object URI"):
         split_s3_uri("https://b/k")
+
+
+def test_an_empty_prefix_from_params_means_the_bucket_root() -> None:
+    settings = LoopSettings.from_mapping({**REQUIRED, "prefix": ""})
+    assert settings.run_key(date(2026, 11, 26), "predictions.jsonl") == "runs/2026-11-26/predictions.jsonl"

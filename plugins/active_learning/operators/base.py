@@ -20,6 +20,18 @@ from active_learning.settings import LoopSettings, SettingsError
 HookT = TypeVar("HookT", bound=AwsGenericHook)
 
 
+def as_mapping(value: Any, name: str) -> Mapping[str, Any]:
+    """A templated mapping argument; a JSON string (what a Jinja template renders) is decoded."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise SettingsError(f"{name} is neither a mapping nor a JSON object: {err}") from err
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{name} must be a mapping, got {type(value).__name__}")
+    return value
+
+
 class LoopOperatorMixin:
     """Settings and run day of the loop, from the operator's templated ``settings`` and ``day``.
 
@@ -33,15 +45,7 @@ class LoopOperatorMixin:
     @property
     def loop_settings(self) -> LoopSettings:
         """The validated settings; a JSON string (e.g. rendered from ``{{ params | tojson }}``) is decoded."""
-        values = self.settings
-        if isinstance(values, str):
-            try:
-                values = json.loads(values)
-            except json.JSONDecodeError as err:
-                raise SettingsError(f"settings is neither a mapping nor a JSON object: {err}") from err
-        if not isinstance(values, Mapping):
-            raise SettingsError(f"settings must be a mapping, got {type(values).__name__}")
-        return LoopSettings.from_mapping(values)
+        return LoopSettings.from_mapping(as_mapping(self.settings, "settings"))
 
     @property
     def run_day(self) -> date:

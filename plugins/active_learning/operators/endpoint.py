@@ -14,7 +14,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from active_learning.hooks.models import ModelLineageHook, ServingModel
 from active_learning.links.console import EndpointLink
 from active_learning.naming import endpoint_config_name, model_name
-from active_learning.operators.base import LoopOperatorMixin
+from active_learning.operators.base import LoopOperatorMixin, as_mapping
 from active_learning.operators.deploy import WAITING_STATUSES, EndpointWaitMixin
 from active_learning.operators.training import final_metric
 from active_learning.settings import LoopSettings
@@ -59,7 +59,7 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
         serving = _serving_or_fail(self.hook, settings.endpoint_name)
         recorded = serving.tags.get(TAG_VALIDATION_MAP)
         serving_map = float(recorded) if recorded else None
-        new_map = self.training.get("validation_map")
+        new_map = as_mapping(self.training, "training").get("validation_map")
         decision = evaluation_gate(new_map, serving_map, settings.map_tolerance)
         self.log.info("Evaluation gate: %s", decision.reason)
         if not decision.promote:
@@ -145,12 +145,13 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
 
     def target_config(self, settings: LoopSettings, serving: ServingModel) -> str:
         """Create (if absent) the model and endpoint config of the trained artifact; return the config."""
-        job = self.hook.describe_training_job(self.training["training_job_name"])
+        training = as_mapping(self.training, "training")
+        job = self.hook.describe_training_job(training["training_job_name"])
         artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
         metric = final_metric(job)
         tags = {
             TAG_TRAINING_JOB: job["TrainingJobName"],
-            TAG_TRAINING_LINES: str(self.training.get("training_lines", 0)),
+            TAG_TRAINING_LINES: str(training.get("training_lines", 0)),
         }
         if metric is not None:
             tags[TAG_VALIDATION_MAP] = f"{metric:.6f}"

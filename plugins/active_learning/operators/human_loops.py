@@ -77,6 +77,7 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
         earliest = datetime.now(UTC)
+        self.hook.get_conn()  # create the client once, before the worker threads share it
 
         def reviews() -> Iterator[dict[str, Any]]:
             predictions = iter_json_lines(

@@ -51,6 +51,7 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
         s3 = self.s3.get_conn()
+        self.hook.get_conn()  # create the client once, before the worker threads share it
 
         def convert(loop: dict[str, Any]) -> dict[str, Any]:
             report = {"name": loop["name"], "source": loop["source"]}

@@ -22,6 +22,7 @@ from active_learning.operators.base import LoopOperatorMixin, S3JsonLinesWriter,
 from active_learning.routing import Decision, RoutingPolicy
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time inference
 
 
 class Quarantined(Exception):
@@ -90,11 +91,14 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
         policy = RoutingPolicy(settings.threshold, settings.max_reviews, settings.audit_fraction)
         s3 = self.s3.get_conn()
         runtime = self.hook
+        runtime.get_conn()  # create the client once, before the worker threads share it
 
         def predict(key: str) -> dict[str, Any]:
             source = f"s3://{settings.bucket}/{key}"
             try:
                 data = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+                if len(data) > MAX_PAYLOAD_BYTES:
+                    raise Quarantined(f"image is {len(data)} bytes; InvokeEndpoint accepts at most 6 MB")
                 image_format, width, height = image_properties(data)
                 try:
                     body = runtime.invoke_endpoint(settings.endpoint_name, data, CONTENT_TYPES[image_format])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.operators.base import as_mapping
 from active_learning.reviews import ReviewProgress
 from active_learning.triggers.human_loops import HumanLoopTrigger
 
@@ -61,7 +61,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
     @property
     def loops(self) -> Mapping[str, Any]:
         """The start task's result; a JSON string (from a Jinja template) is decoded."""
-        loops = json.loads(self.human_loops) if isinstance(self.human_loops, str) else self.human_loops
+        loops = as_mapping(self.human_loops, "human_loops")
         missing = {"loops", "name_prefix", "created_after", "flow_definition_arn"} - set(loops)
         if missing:
             raise AirflowException(f"human_loops lacks {sorted(missing)}: pass the start task's output")

@@ -1,0 +1,1 @@
+"""Embedded local AWS for demos and integration tests."""

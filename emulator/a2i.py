@@ -1,0 +1,253 @@
+"""The Amazon A2I runtime (REST-JSON) with human review stand-ins.
+
+Reviewers: ``reference`` answers each loop after a delay with the image's reference boxes (from the
+S3 object's ``reference-boxes`` metadata), optionally with noise, abandoned loops and several
+workers; ``manual`` leaves loops waiting until a person answers them through ``/_emulator``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from emulator.protocol import AwsError, arn, check_name, iso, now
+
+if TYPE_CHECKING:
+    from emulator.server import Emulator
+
+MAX_INPUT_CHARS = 3_145_728
+REFERENCE_METADATA = "reference-boxes"
+
+
+@dataclass
+class HumanLoop:
+    name: str
+    arn: str
+    flow_definition_arn: str
+    input_content: str
+    created: datetime = field(default_factory=now)
+    status: str = "InProgress"
+    failure_reason: str | None = None
+    failure_code: str | None = None
+    output_uri: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        summary = {
+            "HumanLoopName": self.name,
+            "HumanLoopStatus": self.status,
+            "CreationTime": iso(self.created),
+            "FlowDefinitionArn": self.flow_definition_arn,
+        }
+        if self.failure_reason:
+            summary["FailureReason"] = self.failure_reason
+        return summary
+
+
+@dataclass(frozen=True)
+class ReviewerConfig:
+    """How the stand-in reviewers behave.
+
+    :param mode: ``reference`` (automatic) or ``manual`` (a person answers).
+    :param delay: seconds before a reference answer.
+    :param noise: box jitter as a share of the box size (0 = exact reference boxes).
+    :param abandon_fraction: share of loops nobody answers (they fail as expired).
+    :param workers: answers per loop; 0 uses the flow definition's TaskCount.
+    :param seed: random seed of noise and abandonment.
+    """
+
+    mode: str = "reference"
+    delay: float = 1.0
+    noise: float = 0.0
+    abandon_fraction: float = 0.0
+    workers: int = 0
+    seed: int = 0
+
+
+class A2IRuntime:
+    """StartHumanLoop, DescribeHumanLoop, ListHumanLoops, StopHumanLoop, DeleteHumanLoop."""
+
+    def __init__(self, emulator: Emulator, reviewer: ReviewerConfig) -> None:
+        self.emulator = emulator
+        self.reviewer = reviewer
+        self.random = random.Random(reviewer.seed)
+        self.lock = threading.Lock()
+        self.loops: dict[str, HumanLoop] = {}
+
+    def handle(
+        self, method: str, path: str, query: dict[str, str], body: bytes, region: str
+    ) -> tuple[int, dict]:
+        if method == "POST" and path == "/human-loops":
+            return 200, self.start(json.loads(body or b"{}"), region)
+        if method == "GET" and path == "/human-loops":
+            return 200, self.list(query)
+        if method == "POST" and path == "/human-loops/stop":
+            return 200, self.stop(json.loads(body or b"{}").get("HumanLoopName", ""))
+        name = unquote(path.removeprefix("/human-loops/"))
+        if method == "GET":
+            return 200, self.describe(name)
+        if method == "DELETE":
+            return 200, self.delete(name)
+        raise AwsError("UnknownOperationException", f"{method} {path} is not an A2I runtime operation", 404)
+
+    def _get(self, name: str) -> HumanLoop:
+        loop = self.loops.get(name)
+        if loop is None:
+            raise AwsError("ResourceNotFoundException", f"Human loop {name} was not found", 404)
+        return loop
+
+    def start(self, body: dict[str, Any], region: str) -> dict[str, Any]:
+        name = check_name(body.get("HumanLoopName"), "humanLoopName")
+        flow_arn = body.get("FlowDefinitionArn", "")
+        content = (body.get("HumanLoopInput") or {}).get("InputContent", "")
+        if not 1 <= len(content) <= MAX_INPUT_CHARS:
+            raise AwsError("ValidationException", f"InputContent must have 1-{MAX_INPUT_CHARS} characters")
+        try:
+            json.loads(content)
+        except json.JSONDecodeError as err:
+            raise AwsError("ValidationException", f"InputContent is not valid JSON: {err}") from err
+        flow = self.emulator.sagemaker.flow_definition_by_arn(flow_arn)
+        if flow is None or flow["FlowDefinitionStatus"] != "Active":
+            raise AwsError(
+                "ValidationException", f"Flow definition {flow_arn} does not exist or is not Active"
+            )
+        with self.lock:
+            if name in self.loops:
+                raise AwsError("ConflictException", f"A human loop with name {name} already exists", 409)
+            loop = HumanLoop(name, arn(region, "human-loop", name), flow_arn, content)
+            self.loops[name] = loop
+        if self.reviewer.mode == "reference":
+            self.emulator.later(self.reviewer.delay, self._review, loop, flow)
+        return {"HumanLoopArn": loop.arn}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        loop = self._get(name)
+        described = {**loop.summary(), "HumanLoopArn": loop.arn}
+        if loop.failure_code:
+            described["FailureCode"] = loop.failure_code
+        if loop.output_uri:
+            described["HumanLoopOutput"] = {"OutputS3Uri": loop.output_uri}
+        return described
+
+    def list(self, query: dict[str, str]) -> dict[str, Any]:
+        flow_arn = query.get("FlowDefinitionArn")
+        if not flow_arn:
+            raise AwsError("ValidationException", "FlowDefinitionArn is required")
+        size = int(query.get("MaxResults", 100))
+        if not 1 <= size <= 100:
+            raise AwsError("ValidationException", "MaxResults must be between 1 and 100")
+        after = _parse(query.get("CreationTimeAfter"))
+        before = _parse(query.get("CreationTimeBefore"))
+        loops = [
+            loop
+            for loop in self.loops.values()
+            if loop.flow_definition_arn == flow_arn
+            and (after is None or loop.created >= after)
+            and (before is None or loop.created <= before)
+        ]
+        loops.sort(key=lambda loop: (loop.created, loop.name), reverse=query.get("SortOrder") == "Descending")
+        start = int(base64.b64decode(query["NextToken"]).decode()) if query.get("NextToken") else 0
+        result: dict[str, Any] = {
+            "HumanLoopSummaries": [loop.summary() for loop in loops[start : start + size]]
+        }
+        if start + size < len(loops):
+            result["NextToken"] = base64.b64encode(str(start + size).encode()).decode()
+        return result
+
+    def stop(self, name: str) -> dict[str, Any]:
+        loop = self._get(name)
+        if loop.status == "InProgress":
+            loop.status = "Stopped"
+        return {}
+
+    def delete(self, name: str) -> dict[str, Any]:
+        loop = self._get(name)
+        if loop.status == "InProgress":
+            raise AwsError("ValidationException", f"Human loop {name} is InProgress: stop it first")
+        with self.lock:
+            del self.loops[name]
+        return {}
+
+    # Reviewers -----------------------------------------------------------------------------------
+    def _review(self, loop: HumanLoop, flow: dict[str, Any]) -> None:
+        if loop.status != "InProgress":
+            return
+        if self.random.random() < self.reviewer.abandon_fraction:
+            loop.status, loop.failure_code = "Failed", "TaskExpired"
+            loop.failure_reason = "No worker completed the task within TaskAvailabilityLifetimeInSeconds"
+            return
+        task = json.loads(loop.input_content)
+        try:
+            reference, width, height = self.emulator.reference_of(task["taskObject"])
+        except Exception as err:
+            loop.status, loop.failure_reason = "Failed", f"The task object could not be read: {err}"
+            return
+        workers = self.reviewer.workers or int(flow["HumanLoopConfig"].get("TaskCount", 1))
+        answers = [self._answer(reference, width, height, worker) for worker in range(workers)]
+        self.complete(loop.name, answers)
+
+    def _answer(self, reference: list[dict], width: int, height: int, worker: int) -> dict[str, Any]:
+        boxes = []
+        for box in reference:
+            jitter = self.reviewer.noise
+            dx = round(self.random.gauss(0, jitter) * box["width"]) if jitter else 0
+            dy = round(self.random.gauss(0, jitter) * box["height"]) if jitter else 0
+            boxes.append(
+                {
+                    **{k: box[k] for k in ("label", "width", "height")},
+                    "left": box["left"] + dx,
+                    "top": box["top"] + dy,
+                }
+            )
+        return {
+            "answerContent": {
+                "annotatedResult": {
+                    "boundingBoxes": boxes,
+                    "inputImageProperties": {"width": width, "height": height},
+                }
+            },
+            "submissionTime": iso(now()),
+            "workerId": f"reference-reviewer-{worker}",
+            "workerMetadata": {
+                "identityData": {"identityProviderType": "Cognito", "sub": f"worker-{worker}"}
+            },
+        }
+
+    def complete(self, name: str, answers: list[dict[str, Any]]) -> str:
+        """Write the loop's output.json where A2I writes it and mark the loop Completed."""
+        loop = self._get(name)
+        if loop.status != "InProgress":
+            raise AwsError("ValidationException", f"Human loop {name} is {loop.status}, not InProgress")
+        flow = self.emulator.sagemaker.flow_definition_by_arn(loop.flow_definition_arn)
+        if flow is None:
+            raise AwsError("ValidationException", f"Flow definition {loop.flow_definition_arn} is gone")
+        finished = now()
+        output_path = flow["OutputConfig"]["S3OutputPath"].rstrip("/")
+        uri = f"{output_path}/{flow['FlowDefinitionName']}/{finished:%Y/%m/%d/%H/%M/%S}/{name}/output.json"
+        document = {
+            "flowDefinitionArn": loop.flow_definition_arn,
+            "humanLoopName": name,
+            "inputContent": json.loads(loop.input_content),
+            "humanAnswers": answers,
+        }
+        self.emulator.put_object(uri, json.dumps(document).encode())
+        loop.output_uri, loop.status = uri, "Completed"
+        return uri
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [
+            {"name": loop.name, "input": json.loads(loop.input_content), "created": iso(loop.created)}
+            for loop in self.loops.values()
+            if loop.status == "InProgress"
+        ]
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

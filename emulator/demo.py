@@ -1,0 +1,232 @@
+"""``make demo``: the real ``active_learning`` DAG, run by Airflow for several days on the local AWS.
+
+Starts the emulator, creates the bucket, trains a deliberately weak initial model on a small seed
+set, uploads several days of synthetic images (with reference boxes as S3 metadata for the
+reference reviewer), runs ``airflow dags test active_learning <day>`` for each day, and prints a
+table per day. Everything is kept under the output folder (default ``demo-output/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from emulator.a2i import REFERENCE_METADATA, ReviewerConfig
+from emulator.evaluation import image_size, mean_average_precision
+from emulator.model import LocalDetector, train
+from emulator.scenes import DEMO_CLASSES, make_scenes
+from emulator.server import Emulator, EmulatorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "active-learning-demo"
+PREFIX = "active-learning"
+ENDPOINT = "active-learning-od"
+INITIAL_MODEL = f"s3://{BUCKET}/models/initial/model.tar.gz"
+VALIDATION_MANIFEST = f"s3://{BUCKET}/validation/validation.manifest"
+
+
+def held_out_map(model: LocalDetector, held_out: list[tuple[bytes, list[dict[str, Any]]]]) -> float:
+    return mean_average_precision(
+        [model.predict(image) for image, _ in held_out],
+        [boxes for _, boxes in held_out],
+        len(model.classes),
+        sizes=[image_size(image) for image, _ in held_out],
+    )
+
+
+def reference_metadata(boxes: list[dict[str, Any]]) -> dict[str, str]:
+    """The reference reviewer reads an image's true boxes from this S3 metadata."""
+    keys = ("label", "left", "top", "width", "height")
+    return {REFERENCE_METADATA: json.dumps([{key: box[key] for key in keys} for box in boxes])}
+
+
+def upload_validation_set(s3: Any, classes: list[str]) -> None:
+    """A fixed, labelled validation manifest: every model is gated on the same images."""
+    lines = []
+    for index, (image, boxes) in enumerate(make_scenes(500, 40, classes)):
+        key = f"validation/scene-{index:04d}.jpg"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=image, ContentType="image/jpeg")
+        annotations = [{k: box[k] for k in ("class_id", "left", "top", "width", "height")} for box in boxes]
+        lines.append(
+            json.dumps(
+                {
+                    "source-ref": f"s3://{BUCKET}/{key}",
+                    "a2i-retraining": {
+                        "annotations": annotations,
+                        "image_size": [{"width": 96, "height": 96, "depth": 3}],
+                    },
+                }
+            )
+        )
+    s3.put_object(Bucket=BUCKET, Key="validation/validation.manifest", Body="\n".join(lines).encode())
+
+
+def airflow_env(home: Path, url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AL_"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
+        AIRFLOW_CONN_AWS_DEFAULT=(
+            f"aws://demo:demo@/?region_name=us-east-1&endpoint_url={quote(url, safe='')}"
+        ),
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY="demo",
+        AWS_DEFAULT_REGION="us-east-1",
+        AL_BUCKET=BUCKET,
+        AL_PREFIX=PREFIX,
+        AL_ROLE_ARN="arn:aws:iam::123456789012:role/ActiveLearningDemo",
+        AL_WORKTEAM_ARN="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/demo-reviewers",
+        AL_ENDPOINT_NAME=ENDPOINT,
+        AL_INITIAL_MODEL_DATA_URL=INITIAL_MODEL,
+        AL_CLASS_NAMES=",".join(DEMO_CLASSES),
+        AL_MIN_NEW_LABELS="5",
+        AL_VALIDATION_MANIFEST_URI=VALIDATION_MANIFEST,
+        AL_MAP_TOLERANCE="0.01",
+        AL_WAITER_DELAY_SECONDS="1",
+        AL_REVIEW_POLL_SECONDS="1",
+        AL_REVIEW_TIMEOUT_HOURS="1",
+        AL_RETRY_DELAY_SECONDS="5",
+        PYTHONPATH=str(ROOT / "plugins"),
+    )
+    return env
+
+
+def run(command: list[str], env: dict[str, str], log: Path) -> None:
+    """Run an Airflow command; if the demo is interrupted, its whole process group goes too."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            returncode = process.wait()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    if returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({returncode}); see {log}")
+
+
+def count_lines(emulator: Emulator, key: str) -> int:
+    try:
+        return len(emulator.get_object(f"s3://{BUCKET}/{PREFIX}/{key}").decode().splitlines())
+    except Exception:
+        return 0
+
+
+def day_row(emulator: Emulator, day: date, images: int, held_out: list) -> dict[str, Any]:
+    sagemaker = emulator.client("sagemaker")
+    predictions = [
+        json.loads(line)
+        for line in emulator.get_object(f"s3://{BUCKET}/{PREFIX}/runs/{day}/predictions.jsonl")
+        .decode()
+        .splitlines()
+    ]
+    jobs = [job for job in emulator.sagemaker.training_jobs.values() if day.strftime("%Y%m%d") in job.name]
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model_url = emulator.model_data_url("us-east-1", config["ProductionVariants"][0]["ModelName"])
+    return {
+        "day": day.isoformat(),
+        "images": images,
+        "routed": sum(record["review"] for record in predictions),
+        "loops_completed": sum(
+            loop.status == "Completed" and loop.name.startswith(f"{PREFIX}-{day:%Y%m%d}-")
+            for loop in emulator.a2i.loops.values()
+        ),
+        "manifest_lines": count_lines(emulator, f"runs/{day}/augmented.manifest"),
+        "training_job": ", ".join(f"{job.name} ({job.status})" for job in jobs) or "skipped",
+        "endpoint_config": endpoint["EndpointConfigName"],
+        "held_out_map": round(held_out_map(emulator.load_model(model_url), held_out), 3),
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--images-per-day", type=int, default=40)
+    parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    shutil.rmtree(args.output, ignore_errors=True)
+    home = args.output / "airflow"
+    home.mkdir(parents=True)
+    log = args.output / "airflow.log"
+    classes = list(DEMO_CLASSES)
+    held_out = make_scenes(999, 200, classes)
+    with Emulator(
+        reviewer=ReviewerConfig(delay=0.5, noise=0.02), config=EmulatorConfig(0.5, 1.0, 0.2)
+    ) as emulator:
+        print(f"local AWS on {emulator.url}; Airflow home {home}", flush=True)
+        s3 = emulator.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        weak = train(None, make_scenes(1, 4, classes), classes)
+        s3.put_object(Bucket=BUCKET, Key="models/initial/model.tar.gz", Body=weak.to_artifact())
+        initial_map = round(held_out_map(weak, held_out), 3)
+        print(f"initial model trained on 4 scenes: held-out mAP {initial_map}", flush=True)
+        upload_validation_set(s3, classes)
+        days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
+        for offset, day in enumerate(days):
+            for index, (image, boxes) in enumerate(make_scenes(100 + offset, args.images_per_day, classes)):
+                s3.put_object(
+                    Bucket=BUCKET,
+                    Key=f"{PREFIX}/incoming/{day}/scene-{index:04d}.jpg",
+                    Body=image,
+                    ContentType="image/jpeg",
+                    Metadata={
+                        REFERENCE_METADATA: json.dumps(
+                            [{k: b[k] for k in ("label", "left", "top", "width", "height")} for b in boxes]
+                        )
+                    },
+                )
+        env = airflow_env(home, emulator.url)
+        airflow = str(Path(sys.executable).parent / "airflow")
+        run([airflow, "db", "migrate"], env, log)
+        rows: list[dict[str, Any]] = [
+            {
+                "day": "initial",
+                "images": "-",
+                "routed": "-",
+                "loops_completed": "-",
+                "manifest_lines": "-",
+                "training_job": "-",
+                "endpoint_config": "-",
+                "held_out_map": initial_map,
+            }
+        ]
+        for day in days:
+            # a run for a logical date D processes the day before D that just ended (data interval start)
+            print(f"running active_learning for {day} ...", flush=True)
+            run([airflow, "dags", "test", "active_learning", (day + timedelta(days=1)).isoformat()], env, log)
+            rows.append(day_row(emulator, day, args.images_per_day, held_out))
+            print_table(rows[-1:])
+    (args.output / "summary.json").write_text(json.dumps(rows, indent=2))
+    print()
+    print_table(rows)
+    print(f"\ndone in {time.monotonic() - started:.0f} s; artifacts in {args.output}")
+
+
+if __name__ == "__main__":
+    main()

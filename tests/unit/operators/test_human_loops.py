@@ -1,0 +1,246 @@
+"""StartHumanLoopsOperator: predictions.jsonl in moto S3, the A2I runtime stubbed with botocore's Stubber."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from active_learning.classes import VOC_CLASSES
+from active_learning.naming import human_loop_name
+from active_learning.operators.human_loops import StartHumanLoopsOperator
+from tests.unit.operators.conftest import (
+    ACCOUNT,
+    DAY,
+    FLOW_ARN,
+    REGION,
+    RUNS,
+    JsonMatching,
+    exists,
+    operator_kwargs,
+    put_lines,
+    read_lines,
+    read_text,
+    source,
+)
+
+PREDICTIONS = f"{RUNS}predictions.jsonl"
+HUMAN_LOOPS = f"{RUNS}human-loops.jsonl"
+
+CAT = {
+    "source": source("cat.jpg"),
+    "width": 640,
+    "height": 480,
+    "format": "JPEG",
+    "detections": [
+        [7.0, 0.45, 0.1, 0.25, 0.55, 0.75],
+        [11.0, 0.3, 0.5, 0.1, 1.02, 0.6],  # crosses the right edge: clipped
+        [14.0, 0.1, 0.0, 0.0, 0.5, 0.5],  # below the 0.2 minimum score: not shown
+    ],
+    "top_score": 0.45,
+    "review": True,
+    "reason": "low-confidence",
+}
+# The cat's boxes in pixels, computed by hand from the normalized corners and 640x480.
+CAT_BOXES = [
+    {"label": "cat", "left": 64, "top": 120, "width": 288, "height": 240},
+    {"label": "dog", "left": 320, "top": 48, "width": 320, "height": 240},
+]
+EMPTY = {
+    "source": source("empty.png"),
+    "width": 200,
+    "height": 100,
+    "format": "PNG",
+    "detections": [],
+    "top_score": None,
+    "review": True,
+    "reason": "no-detections",
+}
+DOG = {
+    "source": source("dog.jpg"),
+    "width": 320,
+    "height": 240,
+    "format": "JPEG",
+    "detections": [[11.0, 0.97, 0.0, 0.0, 1.0, 1.0]],
+    "top_score": 0.97,
+    "review": False,
+    "reason": "confident",
+}
+OVER_BUDGET = {**DOG, "source": source("budget.jpg"), "top_score": 0.3, "reason": "over-review-budget"}
+
+
+def loop_name(record: dict[str, Any]) -> str:
+    return human_loop_name("active-learning", DAY, record["source"])
+
+
+def loop_arn(record: dict[str, Any]) -> str:
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:human-loop/{loop_name(record)}"
+
+
+def start_params(record: dict[str, Any], boxes: list[dict[str, Any]]) -> dict[str, Any]:
+    content = {"taskObject": record["source"], "labels": list(VOC_CLASSES), "initialValue": boxes}
+    return {
+        "HumanLoopName": loop_name(record),
+        "FlowDefinitionArn": FLOW_ARN,
+        "HumanLoopInput": {"InputContent": JsonMatching(content)},
+    }
+
+
+@pytest.fixture
+def op() -> StartHumanLoopsOperator:
+    return StartHumanLoopsOperator(
+        task_id="start_human_loops", flow_definition_arn=FLOW_ARN, concurrency=1, **operator_kwargs()
+    )
+
+
+@pytest.fixture
+def a2i(s3: Any, op: StartHumanLoopsOperator) -> Iterator[Stubber]:
+    """The operator's own cached A2I client, stubbed; every queued answer must be used."""
+    with Stubber(op.hook.conn) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_template_fields(op: StartHumanLoopsOperator) -> None:
+    assert {"settings", "day", "flow_definition_arn", "aws_conn_id"} <= set(op.template_fields)
+
+
+def test_starts_one_loop_per_review_with_the_models_boxes(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    put_lines(s3, PREDICTIONS, [CAT, DOG, EMPTY, OVER_BUDGET])
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
+    before = datetime.now(UTC)
+
+    result = op.execute(context)
+
+    after = datetime.now(UTC)
+    created_after = datetime.fromisoformat(result.pop("created_after"))
+    assert before - timedelta(minutes=5) <= created_after <= after - timedelta(minutes=5)
+    assert result == {
+        "loops": 2,
+        "started": 2,
+        "adopted": 0,
+        "human_loops_uri": f"s3://my-bucket/{HUMAN_LOOPS}",
+        "name_prefix": "active-learning-20261126-",
+        "flow_definition_arn": FLOW_ARN,
+    }
+    expected = [
+        {"name": loop_name(record), "source": record["source"], "reason": record["reason"]}
+        | {"arn": loop_arn(record), "started": True}
+        for record in (CAT, EMPTY)
+    ]
+    assert read_lines(s3, HUMAN_LOOPS) == sorted(expected, key=lambda line: line["name"])
+    assert all(line["name"].startswith(result["name_prefix"]) for line in expected)
+
+
+def test_a_retry_adopts_the_loop_the_first_try_started(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    put_lines(s3, PREDICTIONS, [CAT, EMPTY])
+    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    a2i.add_client_error(
+        "start_human_loop",
+        service_error_code="ConflictException",
+        service_message=f"HumanLoop {loop_name(CAT)} already exists",
+        http_status_code=409,
+        expected_params=start_params(CAT, CAT_BOXES),
+    )
+    a2i.add_response(
+        "describe_human_loop",
+        {
+            "CreationTime": first_try,
+            "HumanLoopStatus": "InProgress",
+            "HumanLoopName": loop_name(CAT),
+            "HumanLoopArn": loop_arn(CAT),
+            "FlowDefinitionArn": FLOW_ARN,
+        },
+        {"HumanLoopName": loop_name(CAT)},
+    )
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
+
+    result = op.execute(context)
+
+    assert (result["loops"], result["started"], result["adopted"]) == (2, 1, 1)
+    # The sensor lists loops created after this: the adopted loop must be in that window.
+    created_after = datetime.fromisoformat(result["created_after"])
+    assert created_after < first_try
+    assert created_after == first_try - timedelta(minutes=5)
+    lines = {line["source"]: line for line in read_lines(s3, HUMAN_LOOPS)}
+    assert lines[CAT["source"]] == {
+        "name": loop_name(CAT),
+        "source": CAT["source"],
+        "reason": "low-confidence",
+        "arn": loop_arn(CAT),
+        "started": False,
+    }
+    assert lines[EMPTY["source"]]["started"] is True
+
+
+def test_an_error_other_than_conflict_fails_the_task(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    put_lines(s3, PREDICTIONS, [CAT])
+    a2i.add_client_error(
+        "start_human_loop",
+        service_error_code="ValidationException",
+        service_message="FlowDefinition is not in Active status",
+        http_status_code=400,
+        expected_params=start_params(CAT, CAT_BOXES),
+    )
+
+    with pytest.raises(ClientError, match="not in Active status") as raised:
+        op.execute(context)
+
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert not exists(s3, HUMAN_LOOPS)
+
+
+def test_no_review_means_no_loop_and_an_empty_file(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    put_lines(s3, PREDICTIONS, [DOG, OVER_BUDGET])
+
+    result = op.execute(context)  # the Stubber has no answer queued: any call would fail
+
+    assert (result["loops"], result["started"], result["adopted"]) == (0, 0, 0)
+    assert read_text(s3, HUMAN_LOOPS) == ""
+
+
+def test_missing_predictions_fail_the_task(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    with pytest.raises(ClientError) as raised:
+        op.execute(context)
+
+    assert raised.value.response["Error"]["Code"] == "NoSuchKey"
+    assert not exists(s3, HUMAN_LOOPS)
+
+
+PERSON_BOX = {"label": "person", "left": 0, "top": 0, "width": 320, "height": 240}
+
+
+@pytest.mark.parametrize(
+    ("min_score", "max_boxes", "boxes"),
+    [(0.2, 50, CAT_BOXES), (0.0, 50, [*CAT_BOXES, PERSON_BOX]), (0.0, 1, CAT_BOXES[:1])],
+)
+def test_initial_boxes_follow_the_operator_limits(
+    min_score: float, max_boxes: int, boxes: list[dict[str, Any]]
+) -> None:
+    op = StartHumanLoopsOperator(
+        task_id="start_human_loops",
+        flow_definition_arn=FLOW_ARN,
+        initial_box_min_score=min_score,
+        max_initial_boxes=max_boxes,
+        **operator_kwargs(),
+    )
+
+    content = json.loads(op.input_content(CAT, VOC_CLASSES))
+
+    assert content == {"taskObject": CAT["source"], "labels": list(VOC_CLASSES), "initialValue": boxes}

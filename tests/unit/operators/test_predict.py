@@ -1,0 +1,417 @@
+"""BatchPredictOperator on moto S3 with a scripted endpoint standing in for the built-in algorithm."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
+from active_learning.operators import predict as predict_module
+from active_learning.operators.predict import BatchPredictOperator, Quarantined, image_properties
+from active_learning.settings import SettingsError
+from tests.unit.operators.conftest import (
+    INCOMING,
+    PREFIX,
+    RUNS,
+    FakeEndpoint,
+    client_error,
+    exists,
+    image_bytes,
+    operator_kwargs,
+    put,
+    read_lines,
+    read_text,
+    source,
+)
+
+PREDICTIONS = f"{RUNS}predictions.jsonl"
+QUARANTINE = f"{RUNS}quarantine.jsonl"
+PREDICTION_FIELDS = {"source", "width", "height", "format", "detections", "top_score", "review", "reason"}
+
+
+def make_operator(concurrency: int = 4, **settings: Any) -> BatchPredictOperator:
+    return BatchPredictOperator(task_id="predict", concurrency=concurrency, **operator_kwargs(**settings))
+
+
+def noisy_jpeg(width: int = 320, height: int = 240) -> bytes:
+    """A JPEG with real entropy, so cutting it leaves the header intact and the scan data short."""
+    buffer = io.BytesIO()
+    Image.effect_noise((width, height), 64).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def by_source(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {line["source"]: line for line in lines}
+
+
+def put_image(s3: Any, name: str, image_format: str, width: int, height: int) -> None:
+    put(s3, INCOMING + name, image_bytes(image_format, width, height))
+
+
+# image_properties ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (image_bytes("JPEG", 640, 480), ("JPEG", 640, 480)),
+        (image_bytes("PNG", 33, 17), ("PNG", 33, 17)),
+        (noisy_jpeg(), ("JPEG", 320, 240)),
+    ],
+    ids=["jpeg", "png", "noisy-jpeg"],
+)
+def test_image_properties_reads_the_header(data: bytes, expected: tuple[str, int, int]) -> None:
+    assert image_properties(data) == expected
+
+
+def test_image_properties_accepts_a_multi_picture_jpeg_as_jpeg() -> None:
+    # Phones and cameras write MPO: a JPEG with more pictures appended, which any JPEG decoder reads.
+    picture = Image.new("RGB", (64, 48), "red")
+    buffer = io.BytesIO()
+    picture.save(buffer, "MPO", save_all=True, append_images=[picture])
+
+    assert image_properties(buffer.getvalue()) == ("JPEG", 64, 48)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (noisy_jpeg()[:6000], "not a decodable image"),
+        (image_bytes("PNG", 320, 240)[:300], "not a decodable image"),
+        (b"\x00\x01garbage" * 20, "not a decodable image"),
+        (b"date,label\n2026-11-26,cat\n", "not a decodable image"),
+        (image_bytes("GIF", 64, 48), "unsupported image format GIF"),
+        (image_bytes("BMP", 64, 48), "unsupported image format BMP"),
+    ],
+    ids=["truncated-jpeg", "truncated-png", "garbage", "text", "gif", "bmp"],
+)
+def test_image_properties_quarantines_unusable_inputs(data: bytes, reason: str) -> None:
+    with pytest.raises(Quarantined, match=reason):
+        image_properties(data)
+
+
+def test_image_properties_quarantines_a_decompression_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x48 is then over twice the limit
+
+    with pytest.raises(Quarantined, match="decompression bomb"):
+        image_properties(image_bytes("PNG", 64, 48))
+
+
+# the operator -------------------------------------------------------------------------------------
+
+
+def test_template_fields_and_no_io_at_construction() -> None:
+    # Built outside moto: constructing must not touch AWS.
+    op = make_operator()
+
+    assert {"settings", "day", "aws_conn_id", "region_name"} <= set(op.template_fields)
+    assert op.botocore_config["retries"] == {"mode": "adaptive", "max_attempts": 10}
+
+
+def test_predicts_usable_images_and_quarantines_the_rest(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    endpoint.script = {
+        (640, 480): [[11.0, 0.3, 0.5, 0.5, 0.9, 0.9], [7.0, 0.45, 0.1, 0.25, 0.55, 0.75]],
+        (320, 240): [[11.0, 0.97, 0.0, 0.0, 1.0, 1.0]],
+        (200, 100): [],
+        (300, 200): [[14.0, 0.5, 0.2, 0.2, 0.4, 0.4]],
+        (111, 111): client_error(
+            "ModelError", "Received client error (400): cannot decode", "InvokeEndpoint"
+        ),
+        (113, 113): b"<html><body>502 Bad Gateway</body></html>",
+        (77, 77): AssertionError("an image of another day was predicted"),
+    }
+    put_image(s3, "cat.jpg", "JPEG", 640, 480)
+    put_image(s3, "dog.png", "PNG", 320, 240)
+    put_image(s3, "empty.jpg", "JPEG", 200, 100)
+    put_image(s3, "exactly-threshold.png", "PNG", 300, 200)
+    put_image(s3, "camera-1/nested.jpg", "JPEG", 128, 96)
+    put(s3, INCOMING + "truncated.jpg", noisy_jpeg()[:6000])
+    put(s3, INCOMING + "garbage.jpg", b"\x00\x01garbage" * 20)
+    put_image(s3, "animation.gif", "GIF", 64, 48)
+    put(s3, INCOMING + "notes.txt", "these are not pictures\n")
+    put_image(s3, "rejected.jpg", "JPEG", 111, 111)
+    put_image(s3, "malformed.png", "PNG", 113, 113)
+    put(s3, INCOMING, b"")  # the folder marker a console upload leaves
+    put(s3, f"{PREFIX}/incoming/2026-11-25/old.jpg", image_bytes("JPEG", 77, 77))
+
+    result = make_operator().execute(context)
+
+    assert result == {
+        "images": 11,
+        "predicted": 5,
+        "quarantined": 6,
+        "to_review": 2,
+        "reasons": {"low-confidence": 1, "confident": 3, "no-detections": 1},
+        "predictions_uri": f"s3://my-bucket/{PREDICTIONS}",
+        "quarantine_uri": f"s3://my-bucket/{QUARANTINE}",
+    }
+    assert len(json.dumps(result)) < 1000  # XCom: counts and URIs, no per-image lists
+
+    predictions = by_source(read_lines(s3, PREDICTIONS))
+    assert len(read_lines(s3, PREDICTIONS)) == 5
+    assert set(predictions) == {
+        source(name)
+        for name in ("cat.jpg", "dog.png", "empty.jpg", "exactly-threshold.png", "camera-1/nested.jpg")
+    }
+    assert all(set(line) == PREDICTION_FIELDS for line in predictions.values())
+    assert predictions[source("cat.jpg")] == {
+        "source": source("cat.jpg"),
+        "width": 640,
+        "height": 480,
+        "format": "JPEG",
+        "detections": [[7.0, 0.45, 0.1, 0.25, 0.55, 0.75], [11.0, 0.3, 0.5, 0.5, 0.9, 0.9]],
+        "top_score": 0.45,
+        "review": True,
+        "reason": "low-confidence",
+    }
+    assert predictions[source("dog.png")] == {
+        "source": source("dog.png"),
+        "width": 320,
+        "height": 240,
+        "format": "PNG",
+        "detections": [[11.0, 0.97, 0.0, 0.0, 1.0, 1.0]],
+        "top_score": 0.97,
+        "review": False,
+        "reason": "confident",
+    }
+    empty = predictions[source("empty.jpg")]
+    assert (empty["detections"], empty["top_score"], empty["review"], empty["reason"]) == (
+        [],
+        None,
+        True,
+        "no-detections",
+    )
+    assert predictions[source("exactly-threshold.png")]["reason"] == "confident"
+    assert predictions[source("camera-1/nested.jpg")]["review"] is False
+
+    quarantine = {line["source"]: line["reason"] for line in read_lines(s3, QUARANTINE)}
+    assert len(read_lines(s3, QUARANTINE)) == 6
+    assert set(quarantine) == {
+        source(name)
+        for name in (
+            "truncated.jpg",
+            "garbage.jpg",
+            "animation.gif",
+            "notes.txt",
+            "rejected.jpg",
+            "malformed.png",
+        )
+    }
+    assert quarantine[source("truncated.jpg")].startswith("not a decodable image")
+    assert quarantine[source("garbage.jpg")].startswith("not a decodable image")
+    assert quarantine[source("notes.txt")].startswith("not a decodable image")
+    assert quarantine[source("animation.gif")].startswith("unsupported image format GIF")
+    assert (
+        quarantine[source("rejected.jpg")]
+        == "the model rejected the image: Received client error (400): cannot decode"
+    )
+    assert quarantine[source("malformed.png")].startswith("unreadable prediction: response is not JSON")
+
+    # Only decodable JPEG/PNG images of the day reach the endpoint, each exactly once.
+    assert sorted(endpoint.calls) == sorted(
+        [(640, 480), (320, 240), (200, 100), (300, 200), (128, 96), (111, 111), (113, 113)]
+    )
+
+
+def test_seed_rule_top_score_below_threshold_goes_to_review(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    scores = {"a.jpg": 0.0, "b.jpg": 0.2, "c.jpg": 0.4999, "d.jpg": 0.5, "e.jpg": 0.75}
+    for width, (name, score) in enumerate(scores.items(), start=40):
+        endpoint.script[(width, 30)] = [
+            [3.0, score, 0.1, 0.1, 0.2, 0.2],
+            [4.0, score / 2, 0.3, 0.3, 0.4, 0.4],
+        ]
+        put_image(s3, name, "JPEG", width, 30)
+    put_image(s3, "nothing.png", "PNG", 90, 30)
+    endpoint.script[(90, 30)] = []
+
+    result = make_operator().execute(context)
+
+    decisions = {line["source"]: (line["review"], line["reason"]) for line in read_lines(s3, PREDICTIONS)}
+    assert decisions == {
+        source("a.jpg"): (True, "low-confidence"),
+        source("b.jpg"): (True, "low-confidence"),
+        source("c.jpg"): (True, "low-confidence"),
+        source("d.jpg"): (False, "confident"),
+        source("e.jpg"): (False, "confident"),
+        source("nothing.png"): (True, "no-detections"),
+    }
+    assert result["to_review"] == 4
+    assert result["reasons"] == {"low-confidence": 3, "confident": 2, "no-detections": 1}
+
+
+def test_threshold_and_audit_sample_come_from_the_settings(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    endpoint.script[(40, 30)] = [[3.0, 0.75, 0.1, 0.1, 0.2, 0.2]]
+    endpoint.script[(41, 30)] = [[3.0, 0.95, 0.1, 0.1, 0.2, 0.2]]
+    put_image(s3, "a.jpg", "JPEG", 40, 30)
+    put_image(s3, "b.jpg", "JPEG", 41, 30)
+
+    # As the DAG renders them: a JSON string with string values.
+    settings = json.dumps({**operator_kwargs()["settings"], "threshold": "0.8", "audit_fraction": "1"})
+    op = BatchPredictOperator(task_id="predict", **{**operator_kwargs(), "settings": settings})
+    result = op.execute(context)
+
+    decisions = {line["source"]: (line["review"], line["reason"]) for line in read_lines(s3, PREDICTIONS)}
+    assert decisions == {
+        source("a.jpg"): (True, "low-confidence"),
+        source("b.jpg"): (True, "audit-sample"),
+    }
+    assert result["reasons"] == {"low-confidence": 1, "audit-sample": 1}
+
+
+def test_review_budget_keeps_the_most_uncertain(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    scores = {"s10.jpg": 0.1, "s30.jpg": 0.3, "s45.png": 0.45, "s90.jpg": 0.9}
+    for width, (name, score) in enumerate(scores.items(), start=40):
+        endpoint.script[(width, 30)] = [[3.0, score, 0.1, 0.1, 0.2, 0.2]]
+        put_image(s3, name, "PNG" if name.endswith(".png") else "JPEG", width, 30)
+    endpoint.script[(90, 30)] = []
+    put_image(s3, "none.jpg", "JPEG", 90, 30)
+
+    result = make_operator(max_reviews=2).execute(context)
+
+    decisions = {line["source"]: (line["review"], line["reason"]) for line in read_lines(s3, PREDICTIONS)}
+    assert decisions == {
+        source("none.jpg"): (True, "no-detections"),
+        source("s10.jpg"): (True, "low-confidence"),
+        source("s30.jpg"): (False, "over-review-budget"),
+        source("s45.png"): (False, "over-review-budget"),
+        source("s90.jpg"): (False, "confident"),
+    }
+    assert result["to_review"] == 2
+    assert result["reasons"] == {
+        "no-detections": 1,
+        "low-confidence": 1,
+        "over-review-budget": 2,
+        "confident": 1,
+    }
+
+
+def test_a_rerun_overwrites_the_day_outputs(s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]) -> None:
+    put_image(s3, "a.jpg", "JPEG", 40, 30)
+    put_image(s3, "b.png", "PNG", 41, 30)
+    put(s3, INCOMING + "broken.jpg", b"broken")
+
+    first = make_operator().execute(context)
+    first_predictions, first_quarantine = read_text(s3, PREDICTIONS), read_text(s3, QUARANTINE)
+    second = make_operator().execute(context)
+
+    assert second == first
+    assert len(read_lines(s3, PREDICTIONS)) == 2
+    assert len(read_lines(s3, QUARANTINE)) == 1
+    assert sorted(read_text(s3, PREDICTIONS).splitlines()) == sorted(first_predictions.splitlines())
+    assert read_text(s3, QUARANTINE) == first_quarantine
+
+
+def test_an_empty_day_writes_empty_files(s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]) -> None:
+    put(s3, INCOMING, b"")  # folder marker only
+    put(s3, f"{PREFIX}/incoming/2026-11-25/old.jpg", image_bytes("JPEG", 40, 30))
+    put(s3, f"{PREFIX}/incoming/2026-11-27/new.jpg", image_bytes("JPEG", 40, 30))
+
+    result = make_operator().execute(context)
+
+    assert result["images"] == result["predicted"] == result["quarantined"] == result["to_review"] == 0
+    assert result["reasons"] == {}
+    assert read_text(s3, PREDICTIONS) == ""
+    assert read_text(s3, QUARANTINE) == ""
+    assert endpoint.calls == []
+
+
+def test_an_image_over_the_invoke_payload_limit_is_quarantined_not_sent(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = image_bytes("PNG", 40, 30)
+    monkeypatch.setattr(predict_module, "MAX_PAYLOAD_BYTES", len(image) - 1)
+    put(s3, f"{INCOMING}big.png", image)
+
+    result = make_operator().execute(context)
+
+    assert result["quarantined"] == 1
+    assert "at most 6 MB" in read_text(s3, QUARANTINE)
+    assert endpoint.calls == []
+
+
+def test_an_endpoint_error_other_than_model_error_fails_the_task(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    put(s3, PREDICTIONS, '{"source": "from the previous run"}\n')
+    for width in range(40, 46):
+        put_image(s3, f"{width}.jpg", "JPEG", width, 30)
+    endpoint.script[(43, 30)] = client_error(
+        "ValidationException",
+        "Endpoint object-detection of account 123456789012 not found.",
+        "InvokeEndpoint",
+    )
+
+    with pytest.raises(ClientError, match="not found") as raised:
+        make_operator().execute(context)
+
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    # Nothing half-written: the previous run's file is intact and no quarantine file appeared.
+    assert read_text(s3, PREDICTIONS) == '{"source": "from the previous run"}\n'
+    assert not exists(s3, QUARANTINE)
+
+
+def test_invalid_settings_fail_before_any_call(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    put_image(s3, "a.jpg", "JPEG", 40, 30)
+
+    with pytest.raises(SettingsError, match="threshold"):
+        make_operator(threshold=1.5).execute(context)
+    assert endpoint.calls == []
+
+
+def test_images_are_pulled_lazily_with_bounded_concurrency(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, context: dict[str, Any]
+) -> None:
+    concurrency, count = 4, 150
+    png = image_bytes("PNG", 8, 8)
+    for index in range(count):
+        put(s3, f"{INCOMING}{index:03d}.png", png)
+
+    lock = threading.Lock()
+    state = {"pulled": 0, "returned": 0, "in_flight": 0, "peak": 0, "lag": 0}
+    real_iter_keys = predict_module.iter_keys
+
+    def counting_iter_keys(*args: Any, **kwargs: Any):
+        for key in real_iter_keys(*args, **kwargs):
+            with lock:
+                state["pulled"] += 1
+            yield key
+
+    def endpoint(endpoint_name: str, body: bytes, content_type: str) -> bytes:
+        with lock:
+            state["in_flight"] += 1
+            state["peak"] = max(state["peak"], state["in_flight"])
+            # Keys taken from the listing but not yet answered: bounded by the calls in flight.
+            state["lag"] = max(state["lag"], state["pulled"] - state["returned"])
+        time.sleep(0.001)
+        with lock:
+            state["in_flight"] -= 1
+            state["returned"] += 1
+        return json.dumps({"prediction": [[1.0, 0.8, 0.1, 0.1, 0.9, 0.9]]}).encode()
+
+    monkeypatch.setattr(predict_module, "iter_keys", counting_iter_keys)
+    monkeypatch.setattr(SageMakerRuntimeHook, "invoke_endpoint", staticmethod(endpoint))
+
+    result = make_operator(concurrency=concurrency).execute(context)
+
+    assert result["images"] == result["predicted"] == count
+    assert len(read_lines(s3, PREDICTIONS)) == count
+    assert state["pulled"] == state["returned"] == count
+    assert state["peak"] <= concurrency
+    assert state["lag"] <= concurrency
