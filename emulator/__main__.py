@@ -61,7 +61,13 @@ def start(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "emulator", "serve", "--state-file", str(args.state_file)]
     for name in ("host", "port", "reviewer", "review_delay", "noise", "abandon", "workers", "seed"):
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # the child finds this package wherever the command is run from
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -102,25 +108,36 @@ def _call(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
 
 
 def _url(args: argparse.Namespace) -> str:
-    return args.url or json.loads(args.state_file.read_text())["url"]
+    if args.url:
+        return args.url
+    if not args.state_file.exists():
+        sys.exit(f"no emulator is running ({args.state_file} is absent); start one or pass --url")
+    return json.loads(args.state_file.read_text())["url"]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
-    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("serve", "start"):
-        sub = commands.add_parser(name, help=f"{name} the emulator")
-        _reviewer_args(sub)
-        sub.add_argument("--state-file", type=Path, default=DEFAULT_STATE)
-        sub.add_argument("--log-file", type=Path, default=Path(".emulator.log"))
-    commands.add_parser("stop", help="stop the background emulator")
-    pending = commands.add_parser("pending", help="list human loops waiting for a person (manual mode)")
-    pending.add_argument("--url")
-    answer = commands.add_parser("answer", help="answer a human loop as a person would")
-    answer.add_argument("loop")
-    answer.add_argument("answer_file", type=Path, help='JSON: {"humanAnswers": [...]} in A2I output format')
-    answer.add_argument("--url")
+    subparsers = {
+        "serve": commands.add_parser("serve", help="run the emulator in the foreground"),
+        "start": commands.add_parser("start", help="start the emulator in the background; prints its URL"),
+        "stop": commands.add_parser("stop", help="stop the background emulator"),
+        "pending": commands.add_parser("pending", help="list loops waiting for a person (manual mode)"),
+        "answer": commands.add_parser("answer", help="answer a human loop as a person would"),
+    }
+    for name, sub in subparsers.items():
+        sub.add_argument(
+            "--state-file", type=Path, default=DEFAULT_STATE, help="where the URL and pid are kept"
+        )
+        if name in ("serve", "start"):
+            _reviewer_args(sub)
+            sub.add_argument("--log-file", type=Path, default=Path(".emulator.log"))
+        if name in ("pending", "answer"):
+            sub.add_argument("--url", help="the emulator's URL (default: from the state file)")
+    subparsers["answer"].add_argument("loop")
+    subparsers["answer"].add_argument(
+        "answer_file", type=Path, help='JSON: {"humanAnswers": [...]} in A2I output format'
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args)
