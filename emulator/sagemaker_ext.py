@@ -267,11 +267,14 @@ class SageMakerExtensions:
             job = TrainingJob(name=name, region=region, request=body)
             self.training_jobs[name] = job
         self._add_tags(job.arn, body.get("Tags", []))
-        threading.Thread(target=self._run_training, args=(job,), name=f"training-{name}", daemon=True).start()
+        delay = self.emulator.config.training_start_delay
+        threading.Thread(
+            target=self._run_training, args=(job, delay), name=f"training-{name}", daemon=True
+        ).start()
         return {"TrainingJobArn": job.arn}
 
-    def _run_training(self, job: TrainingJob) -> None:
-        time.sleep(self.emulator.config.training_start_delay)
+    def _run_training(self, job: TrainingJob, start_delay: float) -> None:
+        time.sleep(start_delay)
         job.started, job.secondary = now(), "Training"
         try:
             value = self.trainer(job, self.emulator)

@@ -92,6 +92,7 @@ def test_console_links_on_tasks_that_create_aws_resources(dag) -> None:
     assert "SageMaker endpoint" in links("deploy_model")
     assert "SageMaker endpoint" in links("update_endpoint")
     assert "Human review workflow" in links("create_human_review_workflow")
+    assert "Human review workflow" in links("start_human_loops")
     assert "Training job" in links("incremental_training")
 
 

@@ -245,3 +245,24 @@ def test_manual_answer_through_the_admin_route(emulator, aws, flow) -> None:
         assert a2i.describe_human_loop(HumanLoopName="it-manual")["HumanLoopStatus"] == "Completed"
     finally:
         emulator.a2i.reviewer = type(emulator.a2i.reviewer)(delay=0.3)
+
+
+def test_delete_flow_definition(aws, flow) -> None:
+    sagemaker = aws("sagemaker")
+    ui = sagemaker.describe_human_task_ui(HumanTaskUiName="it-ui")["HumanTaskUiArn"]
+    sagemaker.create_flow_definition(
+        FlowDefinitionName="it-fd-delete",
+        HumanLoopConfig={
+            "WorkteamArn": WORKTEAM,
+            "HumanTaskUiArn": ui,
+            "TaskTitle": "t",
+            "TaskDescription": "d",
+            "TaskCount": 1,
+        },
+        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/a2i-output"},
+        RoleArn=ROLE,
+    )
+    sagemaker.delete_flow_definition(FlowDefinitionName="it-fd-delete")
+    with pytest.raises(ClientError) as gone:
+        sagemaker.describe_flow_definition(FlowDefinitionName="it-fd-delete")
+    assert error_code(gone) == "ResourceNotFound"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from botocore.exceptions import ClientError
@@ -233,3 +234,24 @@ def test_training_with_empty_annotations_fails_like_the_algorithm(aws, weak_mode
         "empty annotations"
         in sagemaker.describe_training_job(TrainingJobName="it-job-empty")["FailureReason"]
     )
+
+
+def test_stop_training_job(emulator, aws, weak_model_url) -> None:
+    sagemaker = aws("sagemaker")
+    train_uri = manifest(aws, "manifests/stop-train.manifest", 4, 20)
+    original = emulator.config
+    emulator.config = replace(original, training_start_delay=2.0)  # time to stop it before it trains
+    try:
+        sagemaker.create_training_job(**training_request("it-job-stop", train_uri, train_uri, weak_model_url))
+        sagemaker.stop_training_job(TrainingJobName="it-job-stop")
+    finally:
+        emulator.config = original
+    assert sagemaker.describe_training_job(TrainingJobName="it-job-stop")["TrainingJobStatus"] == "Stopping"
+    wait_for(
+        lambda: (
+            sagemaker.describe_training_job(TrainingJobName="it-job-stop")["TrainingJobStatus"] == "Stopped"
+        )
+    )
+    with pytest.raises(ClientError) as again:
+        sagemaker.stop_training_job(TrainingJobName="it-job-stop")
+    assert again.value.response["Error"]["Code"] == "ValidationException"

@@ -13,6 +13,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from active_learning.concurrency import bounded_map
 from active_learning.detections import Detection, to_pixel_boxes
 from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import human_loop_name, human_loop_prefix
 from active_learning.operators.base import LoopOperatorMixin, iter_json_lines, put_json_lines
 
@@ -39,6 +40,7 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
 
     aws_hook_class = A2IRuntimeHook
     template_fields: Sequence[str] = aws_template_fields("settings", "day", "flow_definition_arn")
+    operator_extra_links = (FlowDefinitionLink(),)
 
     def __init__(
         self,
@@ -77,6 +79,13 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
         earliest = datetime.now(UTC)
+        FlowDefinitionLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            flow_definition_name=self.flow_definition_arn.rsplit("/", 1)[-1],
+        )
         self.hook.get_conn()  # create the client once, before the worker threads share it
 
         def reviews() -> Iterator[dict[str, Any]]:
