@@ -23,6 +23,7 @@ Settings are the Params below (defaults from `AL_*` environment variables); see 
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import timedelta
 
@@ -37,7 +38,7 @@ from active_learning.operators.endpoint import (
     UpdateEndpointOperator,
 )
 from active_learning.operators.human_loops import StartHumanLoopsOperator
-from active_learning.operators.human_workflow import CreateHumanReviewWorkflowOperator
+from active_learning.operators.human_workflow import DEFAULT_TEMPLATE, CreateHumanReviewWorkflowOperator
 from active_learning.operators.manifest import AugmentedManifestOperator
 from active_learning.operators.predict import BatchPredictOperator
 from active_learning.operators.training import IncrementalTrainingOperator
@@ -75,7 +76,7 @@ PARAMS = {
     ),
     "threshold": Param(number("threshold", 0.5), type="number", minimum=0, maximum=1),
     "max_reviews": Param(
-        integer("max_reviews", 0) or None,
+        int(env("max_reviews")) if env("max_reviews") else None,
         type=["null", "integer"],
         minimum=0,
         description="Cap on reviews per run",
@@ -101,7 +102,10 @@ PARAMS = {
 WAITER_DELAY = integer("waiter_delay_seconds", 30)
 REVIEW_POLL = number("review_poll_seconds", 300)
 SETTINGS = "{{ params | tojson }}"
-DAY = "{{ data_interval_start | ds }}"
+# The day that just ended; a run triggered without a logical date has no data interval: the day
+# before it ran.
+DAY = "{{ (data_interval_start | ds) if data_interval_start else macros.ds_add(dag_run.run_after | ds, -1) }}"
+REVIEW_TIMEOUT_HOURS = number("review_timeout_hours", 240)
 
 with DAG(
     dag_id="active_learning",
@@ -109,7 +113,9 @@ with DAG(
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=3,
+    # runs stay active while reviewers work: room for every day of the review timeout, so that the
+    # scheduler never skips a day for lack of a run slot
+    max_active_runs=math.ceil(REVIEW_TIMEOUT_HOURS / 24) + 2,
     default_args={
         "retries": 2,
         "retry_delay": timedelta(seconds=number("retry_delay_seconds", 300)),
@@ -128,6 +134,7 @@ with DAG(
     review_workflow = CreateHumanReviewWorkflowOperator(
         task_id="create_human_review_workflow",
         settings=SETTINGS,
+        template_path=env("template_path") or DEFAULT_TEMPLATE,
         waiter_delay=WAITER_DELAY,
         multiple_outputs=True,  # start_human_loops pulls the flow definition ARN by key
     )
@@ -142,8 +149,8 @@ with DAG(
         task_id="wait_for_human_loops",
         human_loops=start_human_loops.output,
         min_completed_fraction=number("min_completed_fraction", 1.0),
-        on_timeout="fail" if env("review_on_timeout", "continue") == "fail" else "continue",
-        timeout=timedelta(hours=number("review_timeout_hours", 240)).total_seconds(),
+        on_timeout=env("review_on_timeout", "continue"),  # type: ignore[arg-type]  # the sensor checks it
+        timeout=timedelta(hours=REVIEW_TIMEOUT_HOURS).total_seconds(),
         poke_interval=REVIEW_POLL,
         deferrable=True,
     )
@@ -154,6 +161,9 @@ with DAG(
         day=DAY,
         depends_on_past=True,
         wait_for_downstream=True,
+        # a failed day upstream must not block every later day's training: this task then sees
+        # too few new labels and skips, which depends_on_past accepts
+        trigger_rule="all_done",
         deferrable=True,
         waiter_delay=WAITER_DELAY,
     )

@@ -117,8 +117,15 @@ class A2IRuntime:
                 "ValidationException", f"Flow definition {flow_arn} does not exist or is not Active"
             )
         with self.lock:
-            if name in self.loops:
-                raise AwsError("ConflictException", f"A human loop with name {name} already exists", 409)
+            existing = self.loops.get(name)
+            if existing is not None:
+                if existing.flow_definition_arn == flow_arn and existing.input_content == content:
+                    return {"HumanLoopArn": existing.arn}  # a repeated start with the same input
+                raise AwsError(
+                    "ConflictException",
+                    f"A human loop named {name} already exists with different input data",
+                    409,
+                )
             loop = HumanLoop(name, arn(region, "human-loop", name), flow_arn, content)
             self.loops[name] = loop
         if self.reviewer.mode == "reference":
@@ -162,8 +169,14 @@ class A2IRuntime:
     def stop(self, name: str) -> dict[str, Any]:
         loop = self._get(name)
         if loop.status == "InProgress":
-            loop.status = "Stopped"
+            loop.status = "Stopping"
+            self.emulator.later(self.reviewer.delay, self._set_status, loop, "Stopping", "Stopped")
         return {}
+
+    @staticmethod
+    def _set_status(loop: HumanLoop, expected: str, status: str) -> None:
+        if loop.status == expected:
+            loop.status = status
 
     def delete(self, name: str) -> dict[str, Any]:
         loop = self._get(name)
@@ -178,8 +191,9 @@ class A2IRuntime:
         if loop.status != "InProgress":
             return
         if self.random.random() < self.reviewer.abandon_fraction:
-            loop.status, loop.failure_code = "Failed", "TaskExpired"
-            loop.failure_reason = "No worker completed the task within TaskAvailabilityLifetimeInSeconds"
+            # nobody takes the task: it stays InProgress until the flow definition's lifetime runs out
+            lifetime = int(flow["HumanLoopConfig"].get("TaskAvailabilityLifetimeInSeconds", 864_000))
+            self.emulator.later(max(lifetime - self.reviewer.delay, 0), self._expire, loop)
             return
         task = json.loads(loop.input_content)
         try:
@@ -190,6 +204,12 @@ class A2IRuntime:
         workers = self.reviewer.workers or int(flow["HumanLoopConfig"].get("TaskCount", 1))
         answers = [self._answer(reference, width, height, worker) for worker in range(workers)]
         self.complete(loop.name, answers)
+
+    @staticmethod
+    def _expire(loop: HumanLoop) -> None:
+        if loop.status == "InProgress":
+            loop.status, loop.failure_code = "Failed", "TaskExpired"
+            loop.failure_reason = "No worker completed the task within TaskAvailabilityLifetimeInSeconds"
 
     def _answer(self, reference: list[dict], width: int, height: int, worker: int) -> dict[str, Any]:
         boxes = []

@@ -21,18 +21,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from emulator.a2i import REFERENCE_METADATA, ReviewerConfig
+from emulator.a2i import ReviewerConfig
 from emulator.evaluation import image_size, mean_average_precision
-from emulator.model import LocalDetector, train
+from emulator.model import LocalDetector
 from emulator.scenes import DEMO_CLASSES, make_scenes
+from emulator.seed import BUCKET, INITIAL_MODEL, PREFIX, VALIDATION_MANIFEST, seed
 from emulator.server import Emulator, EmulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-BUCKET = "active-learning-demo"
-PREFIX = "active-learning"
 ENDPOINT = "active-learning-od"
-INITIAL_MODEL = f"s3://{BUCKET}/models/initial/model.tar.gz"
-VALIDATION_MANIFEST = f"s3://{BUCKET}/validation/validation.manifest"
 
 
 def held_out_map(model: LocalDetector, held_out: list[tuple[bytes, list[dict[str, Any]]]]) -> float:
@@ -42,33 +39,6 @@ def held_out_map(model: LocalDetector, held_out: list[tuple[bytes, list[dict[str
         len(model.classes),
         sizes=[image_size(image) for image, _ in held_out],
     )
-
-
-def reference_metadata(boxes: list[dict[str, Any]]) -> dict[str, str]:
-    """The reference reviewer reads an image's true boxes from this S3 metadata."""
-    keys = ("label", "left", "top", "width", "height")
-    return {REFERENCE_METADATA: json.dumps([{key: box[key] for key in keys} for box in boxes])}
-
-
-def upload_validation_set(s3: Any, classes: list[str]) -> None:
-    """A fixed, labelled validation manifest: every model is gated on the same images."""
-    lines = []
-    for index, (image, boxes) in enumerate(make_scenes(500, 40, classes)):
-        key = f"validation/scene-{index:04d}.jpg"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=image, ContentType="image/jpeg")
-        annotations = [{k: box[k] for k in ("class_id", "left", "top", "width", "height")} for box in boxes]
-        lines.append(
-            json.dumps(
-                {
-                    "source-ref": f"s3://{BUCKET}/{key}",
-                    "a2i-retraining": {
-                        "annotations": annotations,
-                        "image_size": [{"width": 96, "height": 96, "depth": 3}],
-                    },
-                }
-            )
-        )
-    s3.put_object(Bucket=BUCKET, Key="validation/validation.manifest", Body="\n".join(lines).encode())
 
 
 def airflow_env(home: Path, url: str) -> dict[str, str]:
@@ -180,27 +150,10 @@ def main(argv: list[str] | None = None) -> None:
         reviewer=ReviewerConfig(delay=0.5, noise=0.02), config=EmulatorConfig(0.5, 1.0, 0.2)
     ) as emulator:
         print(f"local AWS on {emulator.url}; Airflow home {home}", flush=True)
-        s3 = emulator.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        weak = train(None, make_scenes(1, 4, classes), classes)
-        s3.put_object(Bucket=BUCKET, Key="models/initial/model.tar.gz", Body=weak.to_artifact())
+        days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
+        weak = seed(emulator.client("s3"), args.first_day, args.days, args.images_per_day)
         initial_map = round(held_out_map(weak, held_out), 3)
         print(f"initial model trained on 4 scenes: held-out mAP {initial_map}", flush=True)
-        upload_validation_set(s3, classes)
-        days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
-        for offset, day in enumerate(days):
-            for index, (image, boxes) in enumerate(make_scenes(100 + offset, args.images_per_day, classes)):
-                s3.put_object(
-                    Bucket=BUCKET,
-                    Key=f"{PREFIX}/incoming/{day}/scene-{index:04d}.jpg",
-                    Body=image,
-                    ContentType="image/jpeg",
-                    Metadata={
-                        REFERENCE_METADATA: json.dumps(
-                            [{k: b[k] for k in ("label", "left", "top", "width", "height")} for b in boxes]
-                        )
-                    },
-                )
         env = airflow_env(home, emulator.url)
         airflow = str(Path(sys.executable).parent / "airflow")
         run([airflow, "db", "migrate"], env, log)

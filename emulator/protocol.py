@@ -75,7 +75,7 @@ def arn(region: str, resource: str, name: str) -> str:
     return f"arn:aws:sagemaker:{region}:{ACCOUNT_ID}:{resource}/{name}"
 
 
-def region_of(authorization: str, default: str = "us-east-1") -> str:
-    """The region from a SigV4 Authorization header's credential scope."""
-    match = re.search(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/", authorization or "")
-    return match.group(1) if match else default
+def credential_scope(authorization: str, default_region: str = "us-east-1") -> tuple[str, str]:
+    """``(region, signing service)`` from a SigV4 Authorization header's credential scope."""
+    match = re.search(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/", authorization or "")
+    return (match.group(1), match.group(2)) if match else (default_region, "")

@@ -235,13 +235,18 @@ class SageMakerExtensions:
         try:  # a model whose artifact does not load rolls the update back, as a failed health check would
             self.emulator.load_model(self.emulator.model_data_url(region, model_name), region)
         except Exception as err:
-            endpoint.endpoint_status = "InService"
+            endpoint.endpoint_status = "RollingBack"
             endpoint.failure_reason = f"Update rolled back: the new model did not load ({err})"
+            self.emulator.later(self.emulator.config.update_delay, self._rolled_back, endpoint)
             return
         endpoint.endpoint_config_name = config.endpoint_config_name
         endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
         endpoint.last_modified_time = now()
         endpoint.endpoint_status = "InService"
+
+    @staticmethod
+    def _rolled_back(endpoint: Any) -> None:
+        endpoint.endpoint_status = "InService"  # on the old config, with the FailureReason kept
 
     # Training jobs -------------------------------------------------------------------------------
     def create_training_job(self, body: dict[str, Any], region: str) -> dict[str, Any]:

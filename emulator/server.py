@@ -18,7 +18,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from emulator.a2i import REFERENCE_METADATA, A2IRuntime, ReviewerConfig
-from emulator.protocol import ACCOUNT_ID, AwsError, json_response, region_of
+from emulator.protocol import ACCOUNT_ID, AwsError, credential_scope, json_response
 from emulator.sagemaker_ext import SageMakerExtensions, json_body
 
 ADMIN = "/_emulator"
@@ -160,9 +160,11 @@ class Emulator:
 
     def _dispatch(self, request: Request, environ: dict[str, Any]) -> Response | None:
         path = request.path
-        region = region_of(request.headers.get("Authorization", ""))
+        region, service = credential_scope(request.headers.get("Authorization", ""))
         if path.startswith(ADMIN):
             return self._admin(request, path.removeprefix(ADMIN))
+        if service != "sagemaker":  # S3 and the rest: a bucket may well be named "endpoints"
+            return None
         if path.startswith("/human-loops"):
             status, body = self.a2i.handle(
                 request.method,

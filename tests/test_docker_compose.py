@@ -20,6 +20,7 @@ def test_services(compose: dict) -> None:
     assert set(compose["services"]) == {
         "postgres",
         "aws",
+        "aws-seed",
         "airflow-init",
         "airflow-apiserver",
         "airflow-scheduler",
@@ -65,3 +66,11 @@ def test_ports(compose: dict) -> None:
 def test_the_emulator_service_installs_only_what_it_needs(compose: dict) -> None:
     assert "emulator/requirements.txt" in compose["services"]["aws"]["command"]
     assert (ROOT / "emulator" / "requirements.txt").exists()
+
+
+def test_the_local_aws_is_seeded_with_the_data_the_dag_needs(compose: dict) -> None:
+    seed = compose["services"]["aws-seed"]
+    assert "python -m emulator.seed --url http://aws:4566" in seed["command"]
+    assert seed["depends_on"]["aws"]["condition"] == "service_healthy"
+    environment = compose["services"]["airflow-scheduler"]["environment"]
+    assert environment["AL_INITIAL_MODEL_DATA_URL"] == "s3://active-learning-demo/models/initial/model.tar.gz"

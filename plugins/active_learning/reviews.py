@@ -58,8 +58,11 @@ class ReviewProgress:
         all_terminal = self.seen >= self.expected and self.terminal >= self.expected
         return all_terminal or self.completed >= min_completed_fraction * self.expected
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"expected": self.expected, "counts": self.counts, "failures": self.failures}
+    def to_dict(self, max_failures: int = 100) -> dict[str, Any]:
+        """A small serializable form (trigger events land in the metadata database): counts are
+        complete, failure reasons are kept for the first ``max_failures`` loops by name."""
+        failures = dict(sorted(self.failures.items())[:max_failures])
+        return {"expected": self.expected, "counts": self.counts, "failures": failures}
 
     def describe(self) -> str:
         counts = ", ".join(f"{status} {n}" for status, n in sorted(self.counts.items())) or "none seen"

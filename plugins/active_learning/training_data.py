@@ -38,6 +38,8 @@ def hyperparameters(
     values = {**SEED_HYPERPARAMETERS, **(overrides or {})}
     values["num_classes"] = str(num_classes)
     values["num_training_samples"] = str(num_training_samples)
+    # the algorithm rejects a mini batch larger than the training set (early days have few labels)
+    values["mini_batch_size"] = str(min(int(values["mini_batch_size"]), max(num_training_samples, 1)))
     return {key: str(value) for key, value in values.items()}
 
 

@@ -85,6 +85,27 @@ def test_training_and_update_are_serialized_across_runs(dag) -> None:
     assert dag.get_task("update_endpoint").depends_on_past
 
 
+def test_a_failed_day_does_not_block_later_training(dag) -> None:
+    # depends_on_past accepts success and skipped; all_done lets training run (and skip) after a
+    # failure upstream instead of ending upstream_failed and blocking every later day
+    assert dag.get_task("incremental_training").trigger_rule == "all_done"
+
+
+def test_runs_waiting_for_reviewers_never_make_the_scheduler_skip_a_day(dag) -> None:
+    review_timeout_hours = dag.get_task("wait_for_human_loops").timeout / 3600
+    assert dag.max_active_runs * 24 > review_timeout_hours + 24
+
+
+def test_a_run_without_a_data_interval_processes_the_day_before_it_ran(dag) -> None:
+    class Run:
+        run_after = pendulum.datetime(2026, 11, 27, 9, 30, tz="UTC")
+
+    from airflow.sdk.execution_time.context import MacrosAccessor
+
+    template = dag.get_template_env().from_string(dag.get_task("batch_predict").day)
+    assert template.render(data_interval_start=None, dag_run=Run(), macros=MacrosAccessor()) == "2026-11-26"
+
+
 def test_console_links_on_tasks_that_create_aws_resources(dag) -> None:
     def links(task_id: str) -> set[str]:
         return {link.name for link in dag.get_task(task_id).operator_extra_links}

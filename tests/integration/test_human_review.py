@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -199,7 +200,8 @@ def test_stop_and_delete(aws, flow) -> None:
     with pytest.raises(a2i.exceptions.ValidationException):
         a2i.delete_human_loop(HumanLoopName="it-stop")
     a2i.stop_human_loop(HumanLoopName="it-stop")
-    assert a2i.describe_human_loop(HumanLoopName="it-stop")["HumanLoopStatus"] == "Stopped"
+    assert a2i.describe_human_loop(HumanLoopName="it-stop")["HumanLoopStatus"] == "Stopping"
+    wait_for(lambda: a2i.describe_human_loop(HumanLoopName="it-stop")["HumanLoopStatus"] == "Stopped")
     a2i.delete_human_loop(HumanLoopName="it-stop")
     with pytest.raises(a2i.exceptions.ResourceNotFoundException):
         a2i.describe_human_loop(HumanLoopName="it-stop")
@@ -266,3 +268,53 @@ def test_delete_flow_definition(aws, flow) -> None:
     with pytest.raises(ClientError) as gone:
         sagemaker.describe_flow_definition(FlowDefinitionName="it-fd-delete")
     assert error_code(gone) == "ResourceNotFound"
+
+
+def test_a_repeated_start_with_the_same_input_returns_the_same_loop(aws, flow) -> None:
+    a2i = aws("sagemaker-a2i-runtime")
+    content = json.dumps({"taskObject": "s3://x/same.jpg"})
+    first = a2i.start_human_loop(
+        HumanLoopName="it-same", FlowDefinitionArn=flow["arn"], HumanLoopInput={"InputContent": content}
+    )
+    again = a2i.start_human_loop(
+        HumanLoopName="it-same", FlowDefinitionArn=flow["arn"], HumanLoopInput={"InputContent": content}
+    )
+    assert again["HumanLoopArn"] == first["HumanLoopArn"]
+
+
+def test_an_abandoned_loop_stays_in_progress_until_its_lifetime_ends(emulator, aws, flow) -> None:
+    sagemaker, a2i = aws("sagemaker"), aws("sagemaker-a2i-runtime")
+    ui = sagemaker.describe_human_task_ui(HumanTaskUiName="it-ui")["HumanTaskUiArn"]
+    short = sagemaker.create_flow_definition(
+        FlowDefinitionName="it-fd-short",
+        HumanLoopConfig={
+            "WorkteamArn": WORKTEAM,
+            "HumanTaskUiArn": ui,
+            "TaskTitle": "t",
+            "TaskDescription": "d",
+            "TaskCount": 1,
+            "TaskAvailabilityLifetimeInSeconds": 1,
+        },
+        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/a2i-output"},
+        RoleArn=ROLE,
+    )["FlowDefinitionArn"]
+    wait_for(
+        lambda: (
+            sagemaker.describe_flow_definition(FlowDefinitionName="it-fd-short")["FlowDefinitionStatus"]
+            == "Active"
+        )
+    )
+    original = emulator.a2i.reviewer
+    emulator.a2i.reviewer = type(original)(delay=0.1, abandon_fraction=1.0)
+    try:
+        a2i.start_human_loop(
+            HumanLoopName="it-abandoned",
+            FlowDefinitionArn=short,
+            HumanLoopInput={"InputContent": json.dumps({"taskObject": "s3://x/y.jpg"})},
+        )
+        time.sleep(0.3)
+        assert a2i.describe_human_loop(HumanLoopName="it-abandoned")["HumanLoopStatus"] == "InProgress"
+        wait_for(lambda: a2i.describe_human_loop(HumanLoopName="it-abandoned")["HumanLoopStatus"] == "Failed")
+        assert a2i.describe_human_loop(HumanLoopName="it-abandoned")["FailureCode"] == "TaskExpired"
+    finally:
+        emulator.a2i.reviewer = original

@@ -41,3 +41,23 @@ def test_stopped_without_reason_reports_the_status() -> None:
 
 def test_no_loops_is_done() -> None:
     assert ReviewProgress.from_summaries([], "al-", 0).is_done()
+
+
+def test_to_dict_keeps_the_first_failure_reasons_by_name_and_every_count() -> None:
+    failed = [
+        {"HumanLoopName": f"al-{i:03d}", "HumanLoopStatus": "Failed", "FailureReason": f"reason {i}"}
+        for i in reversed(range(120))
+    ]
+    stopped = [{"HumanLoopName": f"al-{i:03d}", "HumanLoopStatus": "Stopped"} for i in range(120, 150)]
+    completed = [{"HumanLoopName": "al-999", "HumanLoopStatus": "Completed"}]
+    progress = ReviewProgress.from_summaries(failed + stopped + completed, "al-", 151)
+
+    result = progress.to_dict()
+
+    assert list(result["failures"]) == [f"al-{i:03d}" for i in range(100)]
+    assert result["failures"]["al-000"] == "reason 0"
+    assert result["counts"] == {"Failed": 120, "Stopped": 30, "Completed": 1}
+    assert result["expected"] == 151
+    assert len(progress.failures) == 150  # the progress itself keeps every reason
+    assert list(progress.to_dict(max_failures=3)["failures"]) == ["al-000", "al-001", "al-002"]
+    assert ReviewProgress(**result).counts == progress.counts  # what the sensor rebuilds from an event

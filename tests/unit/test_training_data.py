@@ -11,6 +11,11 @@ def test_hyperparameters_are_the_seeds_as_strings() -> None:
     assert values["epochs"] == "3"
     assert values["image_shape"] == "300"
     assert all(isinstance(v, str) for v in values.values())
+    assert values["mini_batch_size"] == "32"
+
+
+def test_the_mini_batch_never_exceeds_the_training_set() -> None:
+    assert hyperparameters(num_classes=20, num_training_samples=7)["mini_batch_size"] == "7"
 
 
 def test_hold_out_is_deterministic_and_near_the_fraction() -> None:

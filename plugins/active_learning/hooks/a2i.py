@@ -15,6 +15,21 @@ from active_learning.naming import A2I_NAME_PATTERN, MAX_NAME_LENGTH
 LIST_PAGE_SIZE = 100  # the API's maximum: 1,000 loops cost 10 calls
 
 
+def list_human_loops_request(
+    flow_definition_arn: str, created_after: datetime, created_before: datetime | None = None
+) -> dict[str, Any]:
+    """Paginator arguments for one run's loops: its flow definition and creation-time window, 100 a page."""
+    request: dict[str, Any] = {
+        "FlowDefinitionArn": flow_definition_arn,
+        "CreationTimeAfter": created_after,
+        "SortOrder": "Ascending",
+        "PaginationConfig": {"PageSize": LIST_PAGE_SIZE},
+    }
+    if created_before is not None:
+        request["CreationTimeBefore"] = created_before
+    return request
+
+
 class HumanLoopConflictError(RuntimeError):
     """A loop of the same name exists under another flow definition."""
 
@@ -60,14 +75,12 @@ class A2IRuntimeHook(AwsBaseHook):
     def describe_human_loop(self, name: str) -> dict[str, Any]:
         return self.conn.describe_human_loop(HumanLoopName=name)
 
-    def list_human_loops(self, flow_definition_arn: str, created_after: datetime) -> Iterator[dict[str, Any]]:
-        """All loop summaries of a flow definition created after a time, 100 per call."""
+    def list_human_loops(
+        self, flow_definition_arn: str, created_after: datetime, created_before: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """All loop summaries of a flow definition created in a time window, 100 per call."""
         paginator = self.conn.get_paginator("list_human_loops")
-        pages = paginator.paginate(
-            FlowDefinitionArn=flow_definition_arn,
-            CreationTimeAfter=created_after,
-            SortOrder="Ascending",
-            PaginationConfig={"PageSize": LIST_PAGE_SIZE},
-        )
-        for page in pages:
+        for page in paginator.paginate(
+            **list_human_loops_request(flow_definition_arn, created_after, created_before)
+        ):
             yield from page["HumanLoopSummaries"]

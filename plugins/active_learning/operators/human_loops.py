@@ -78,7 +78,7 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
-        earliest = datetime.now(UTC)
+        task_start = datetime.now(UTC)
         FlowDefinitionLink.persist(
             context=context,
             operator=self,
@@ -87,6 +87,14 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
             flow_definition_name=self.flow_definition_arn.rsplit("/", 1)[-1],
         )
         self.hook.get_conn()  # create the client once, before the worker threads share it
+        key = settings.run_key(day, "human-loops.jsonl")
+        # Loops an earlier try or run of this day started: kept even if a rerun routes other images,
+        # so that none is lost (their answers are still harvested and counted).
+        earlier = {
+            loop["name"]: loop for loop in iter_json_lines(self.s3, settings.bucket, key, missing_ok=True)
+        }
+        try_number = getattr(context.get("ti"), "try_number", 1)
+        may_exist = bool(earlier) or (isinstance(try_number, int) and try_number > 1)
 
         def reviews() -> Iterator[dict[str, Any]]:
             predictions = iter_json_lines(
@@ -99,29 +107,46 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
             outcome = self.hook.start_human_loop(
                 name, self.flow_definition_arn, self.input_content(record, settings.class_names)
             )
-            return {"name": name, "source": record["source"], "reason": record["reason"], **outcome}
+            created = outcome.pop("creation_time", None)
+            if created is None and may_exist:
+                # A2I answers a repeated start with the same input like a new one: ask when it was created
+                created = self.hook.describe_human_loop(name)["CreationTime"]
+            started = outcome["started"] and (created is None or created >= task_start - CLOCK_SKEW)
+            return {
+                "name": name,
+                "source": record["source"],
+                "reason": record["reason"],
+                **outcome,
+                "started": started,
+                "created": (created or task_start).isoformat(),
+            }
 
-        loops: list[dict[str, Any]] = []
-        for _, loop in bounded_map(start, reviews(), self.concurrency):
-            if not loop["started"]:
-                earliest = min(earliest, loop.pop("creation_time"))
-            loops.append(loop)
-        loops.sort(key=lambda loop: loop["name"])
-        key = settings.run_key(day, "human-loops.jsonl")
-        put_json_lines(self.s3, settings.bucket, key, loops)
-        started = sum(loop["started"] for loop in loops)
+        loops = {loop["name"]: loop for _, loop in bounded_map(start, reviews(), self.concurrency)}
+        carried = [loop for name, loop in earlier.items() if name not in loops]
+        for loop in carried:
+            self.log.warning("Keeping loop %s of an earlier try: its image is no longer routed", loop["name"])
+            created = (
+                loop.get("created") or self.hook.describe_human_loop(loop["name"])["CreationTime"].isoformat()
+            )
+            loops[loop["name"]] = {**loop, "started": False, "created": created}
+        records = sorted(loops.values(), key=lambda loop: loop["name"])
+        put_json_lines(self.s3, settings.bucket, key, records)
+        started = sum(loop["started"] for loop in records)
         self.log.info(
-            "%d human loops: %d started, %d adopted from an earlier try",
-            len(loops),
+            "%d human loops: %d started now, %d from an earlier try",
+            len(records),
             started,
-            len(loops) - started,
+            len(records) - started,
         )
+        created = [datetime.fromisoformat(loop["created"]) for loop in records if loop.get("created")]
         return {
-            "loops": len(loops),
+            "loops": len(records),
             "started": started,
-            "adopted": len(loops) - started,
+            "adopted": len(records) - started,
             "human_loops_uri": f"s3://{settings.bucket}/{key}",
             "name_prefix": human_loop_prefix(settings.resource_prefix, day),
-            "created_after": (earliest - CLOCK_SKEW).isoformat(),
+            # the sensor lists loops created in this window only: a few calls, whatever other runs do
+            "created_after": (min([task_start, *created]) - CLOCK_SKEW).isoformat(),
+            "created_before": (datetime.now(UTC) + CLOCK_SKEW).isoformat(),
             "flow_definition_arn": self.flow_definition_arn,
         }

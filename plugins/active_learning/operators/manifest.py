@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from botocore.exceptions import ClientError
+from airflow.providers.common.compat.sdk import AirflowException
 
 from active_learning.concurrency import bounded_map
 from active_learning.hooks.a2i import A2IRuntimeHook
@@ -64,8 +64,7 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
                 bucket, key = split_s3_uri(described["HumanLoopOutput"]["OutputS3Uri"])
                 output = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
                 line = a2i_output_to_manifest_line(output, settings.class_names, settings.label_attribute)
-            except (ClientError, ValueError, KeyError) as err:
-                # ManifestConversionError and JSON errors are ValueErrors: recorded, the others go on
+            except Exception as err:  # one unusable loop is recorded with its reason; the others go on
                 kind = "conversion" if isinstance(err, ManifestConversionError) else type(err).__name__
                 return {**report, "outcome": "error", "reason": f"{kind}: {err}"}
             if line is None:
@@ -87,6 +86,9 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
                 else:
                     self.log.warning("Loop %s %s: %s", result["name"], result["outcome"], result["reason"])
                 report.write(result)
+        if outcomes["error"] and outcomes["error"] == sum(outcomes.values()):
+            # every loop failed the same way: access or configuration, not the reviewers' data
+            raise AirflowException(f"No loop output could be read or converted; see {report.uri}")
         result = {
             "converted": outcomes["converted"],
             "skipped": outcomes["skipped"],

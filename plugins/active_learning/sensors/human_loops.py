@@ -18,18 +18,17 @@ from active_learning.operators.base import as_mapping
 from active_learning.reviews import ReviewProgress
 from active_learning.triggers.human_loops import HumanLoopTrigger
 
-MAX_REPORTED_FAILURES = 100
-
 
 class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
     """Wait until a run's human loops are terminal (Completed, Failed, Stopped), or enough completed.
 
-    One check pages ``ListHumanLoops`` (FlowDefinitionArn, CreationTimeAfter, 100 per page): about
-    11 calls for 1,000 loops, not one describe per loop. Failed and stopped loops are reported with
-    their reasons in the log and the returned progress.
+    One check pages ``ListHumanLoops`` over the run's window (FlowDefinitionArn, CreationTimeAfter,
+    CreationTimeBefore, 100 per page): 10 calls for 1,000 loops, not one describe per loop, whatever
+    other runs do. Failed and stopped loops are reported with their reasons in the log and the
+    returned progress.
 
     :param human_loops: what ``StartHumanLoopsOperator`` returned (flow definition ARN, name
-        prefix, created-after time, number of loops).
+        prefix, creation-time window, number of loops).
     :param min_completed_fraction: share of the run's loops whose completion is enough to go on;
         1.0 waits until every loop is terminal.
     :param on_timeout: ``"continue"`` goes on with what is complete; ``"fail"`` fails the task.
@@ -70,7 +69,9 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
     def check(self) -> ReviewProgress:
         loops = self.loops
         summaries = self.hook.list_human_loops(
-            loops["flow_definition_arn"], datetime.fromisoformat(loops["created_after"])
+            loops["flow_definition_arn"],
+            datetime.fromisoformat(loops["created_after"]),
+            datetime.fromisoformat(loops["created_before"]) if loops.get("created_before") else None,
         )
         progress = ReviewProgress.from_summaries(summaries, loops["name_prefix"], int(loops["loops"]))
         self.log.info("Human loops: %s", progress.describe())
@@ -92,6 +93,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
                     flow_definition_arn=loops["flow_definition_arn"],
                     name_prefix=loops["name_prefix"],
                     created_after=loops["created_after"],
+                    created_before=loops.get("created_before"),
                     expected=int(loops["loops"]),
                     min_completed_fraction=self.min_completed_fraction,
                     deadline=deadline.isoformat(),
@@ -125,12 +127,12 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
             self.log.warning("Human loop %s did not complete: %s", name, reason)
         if timed_out:
             self.log.warning("Timed out; going on with what is complete: %s", progress.describe())
-        failures = dict(sorted(progress.failures.items())[:MAX_REPORTED_FAILURES])
+        failures = progress.to_dict()["failures"]  # the first 100 by name; counts are complete
         return {
             "expected": progress.expected,
             "completed": progress.completed,
             "counts": progress.counts,
-            "failed_or_stopped": len(progress.failures),
+            "failed_or_stopped": progress.counts.get("Failed", 0) + progress.counts.get("Stopped", 0),
             "failures": failures,
             "timed_out": timed_out,
         }

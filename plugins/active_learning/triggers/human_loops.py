@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from active_learning.hooks.a2i import LIST_PAGE_SIZE, A2IRuntimeHook
+from active_learning.hooks.a2i import A2IRuntimeHook, list_human_loops_request
 from active_learning.reviews import ReviewProgress
 
 
@@ -22,6 +22,7 @@ class HumanLoopTrigger(BaseTrigger):
     :param flow_definition_arn: the flow definition of the loops.
     :param name_prefix: what the run's loop names start with.
     :param created_after: ISO time before the run's first loop was created.
+    :param created_before: ISO time after the run's last loop was created (optional).
     :param expected: how many loops the run started.
     :param min_completed_fraction: share of completed loops that is enough.
     :param deadline: ISO time after which a ``timeout`` event is sent.
@@ -38,6 +39,7 @@ class HumanLoopTrigger(BaseTrigger):
         min_completed_fraction: float,
         deadline: str,
         poll_interval: float = 60,
+        created_before: str | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
         verify: bool | str | None = None,
@@ -47,6 +49,7 @@ class HumanLoopTrigger(BaseTrigger):
         self.flow_definition_arn = flow_definition_arn
         self.name_prefix = name_prefix
         self.created_after = created_after
+        self.created_before = created_before
         self.expected = expected
         self.min_completed_fraction = min_completed_fraction
         self.deadline = deadline
@@ -63,6 +66,7 @@ class HumanLoopTrigger(BaseTrigger):
                 "flow_definition_arn": self.flow_definition_arn,
                 "name_prefix": self.name_prefix,
                 "created_after": self.created_after,
+                "created_before": self.created_before,
                 "expected": self.expected,
                 "min_completed_fraction": self.min_completed_fraction,
                 "deadline": self.deadline,
@@ -83,13 +87,14 @@ class HumanLoopTrigger(BaseTrigger):
         )
 
     async def progress(self, client: Any) -> ReviewProgress:
-        """One check: every page of the flow definition's loops since ``created_after``."""
+        """One check: every page of the run's creation-time window of the flow definition's loops."""
         paginator = client.get_paginator("list_human_loops")
         pages = paginator.paginate(
-            FlowDefinitionArn=self.flow_definition_arn,
-            CreationTimeAfter=datetime.fromisoformat(self.created_after),
-            SortOrder="Ascending",
-            PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+            **list_human_loops_request(
+                self.flow_definition_arn,
+                datetime.fromisoformat(self.created_after),
+                datetime.fromisoformat(self.created_before) if self.created_before else None,
+            )
         )
         summaries = [summary async for page in pages for summary in page["HumanLoopSummaries"]]
         return ReviewProgress.from_summaries(summaries, self.name_prefix, self.expected)

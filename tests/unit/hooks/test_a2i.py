@@ -10,7 +10,12 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from active_learning.hooks.a2i import LIST_PAGE_SIZE, A2IRuntimeHook, HumanLoopConflictError
+from active_learning.hooks.a2i import (
+    LIST_PAGE_SIZE,
+    A2IRuntimeHook,
+    HumanLoopConflictError,
+    list_human_loops_request,
+)
 
 ACCOUNT = "123456789012"
 FLOW_ARN = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/active-learning-fd-0123456789ab"
@@ -232,3 +237,33 @@ def test_list_human_loops_of_an_empty_flow_definition(hook: A2IRuntimeHook, stub
     stub.add_response("list_human_loops", {"HumanLoopSummaries": []})
 
     assert list(hook.list_human_loops(FLOW_ARN, CREATED)) == []
+
+
+def test_list_human_loops_with_created_before_sends_creation_time_before(
+    hook: A2IRuntimeHook, stub: Stubber
+) -> None:
+    after = datetime(2026, 11, 26, tzinfo=UTC)
+    before = datetime(2026, 11, 26, 1, 35, tzinfo=UTC)
+    # Stubber compares the whole request: CreationTimeBefore must be there, with the other filters.
+    stub.add_response(
+        "list_human_loops",
+        {"HumanLoopSummaries": [_summary(1)]},
+        {
+            "FlowDefinitionArn": FLOW_ARN,
+            "CreationTimeAfter": after,
+            "CreationTimeBefore": before,
+            "SortOrder": "Ascending",
+            "MaxResults": LIST_PAGE_SIZE,
+        },
+    )
+
+    summaries = list(hook.list_human_loops(FLOW_ARN, after, before))
+
+    assert [s["HumanLoopName"] for s in summaries] == [_summary(1)["HumanLoopName"]]
+
+
+def test_list_human_loops_request_has_no_end_unless_given() -> None:
+    after = datetime(2026, 11, 26, tzinfo=UTC)
+
+    assert "CreationTimeBefore" not in list_human_loops_request(FLOW_ARN, after)
+    assert list_human_loops_request(FLOW_ARN, after, CREATED)["CreationTimeBefore"] == CREATED

@@ -91,6 +91,33 @@ def start_params(record: dict[str, Any], boxes: list[dict[str, Any]]) -> dict[st
     }
 
 
+def described(record: dict[str, Any], created: datetime) -> dict[str, Any]:
+    """A DescribeHumanLoop answer for the record's loop, under the operator's flow definition."""
+    return {
+        "CreationTime": created,
+        "HumanLoopStatus": "InProgress",
+        "HumanLoopName": loop_name(record),
+        "HumanLoopArn": loop_arn(record),
+        "FlowDefinitionArn": FLOW_ARN,
+    }
+
+
+def earlier_line(record: dict[str, Any], created: datetime) -> dict[str, Any]:
+    """A line of the human-loops.jsonl an earlier try or run wrote."""
+    return {
+        "name": loop_name(record),
+        "source": record["source"],
+        "reason": record["reason"],
+        "arn": loop_arn(record),
+        "started": True,
+        "created": created.isoformat(),
+    }
+
+
+def window(result: dict[str, Any]) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(result["created_after"]), datetime.fromisoformat(result["created_before"])
+
+
 @pytest.fixture
 def op() -> StartHumanLoopsOperator:
     return StartHumanLoopsOperator(
@@ -123,6 +150,8 @@ def test_starts_one_loop_per_review_with_the_models_boxes(
     after = datetime.now(UTC)
     created_after = datetime.fromisoformat(result.pop("created_after"))
     assert before - timedelta(minutes=5) <= created_after <= after - timedelta(minutes=5)
+    created_before = datetime.fromisoformat(result.pop("created_before"))
+    assert before + timedelta(minutes=5) <= created_before <= after + timedelta(minutes=5)
     assert result == {
         "loops": 2,
         "started": 2,
@@ -131,12 +160,17 @@ def test_starts_one_loop_per_review_with_the_models_boxes(
         "name_prefix": "active-learning-20261126-",
         "flow_definition_arn": FLOW_ARN,
     }
+    lines = read_lines(s3, HUMAN_LOOPS)
+    # Loops started now are stamped with the task's start (no DescribeHumanLoop on a first try).
+    created = {datetime.fromisoformat(line.pop("created")) for line in lines}
+    assert len(created) == 1
+    assert before <= created.pop() <= after
     expected = [
         {"name": loop_name(record), "source": record["source"], "reason": record["reason"]}
         | {"arn": loop_arn(record), "started": True}
         for record in (CAT, EMPTY)
     ]
-    assert read_lines(s3, HUMAN_LOOPS) == sorted(expected, key=lambda line: line["name"])
+    assert lines == sorted(expected, key=lambda line: line["name"])
     assert all(line["name"].startswith(result["name_prefix"]) for line in expected)
 
 
@@ -179,8 +213,106 @@ def test_a_retry_adopts_the_loop_the_first_try_started(
         "reason": "low-confidence",
         "arn": loop_arn(CAT),
         "started": False,
+        "created": first_try.isoformat(),
     }
     assert lines[EMPTY["source"]]["started"] is True
+
+
+def test_a_rerun_describes_loops_a2i_answers_like_new_and_adopts_the_old_one(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    # A first try of the day wrote its file; this run (try 1 of a new run: the file alone is enough)
+    # gets 200 for the cat's identical repeated start, as A2I answers it, so it must ask when it began.
+    context["ti"].try_number = 1
+    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    put_lines(s3, HUMAN_LOOPS, [earlier_line(CAT, first_try)])
+    put_lines(s3, PREDICTIONS, [CAT, EMPTY])
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
+    a2i.add_response("describe_human_loop", described(CAT, first_try), {"HumanLoopName": loop_name(CAT)})
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
+    just_now = datetime.now(UTC)
+    a2i.add_response("describe_human_loop", described(EMPTY, just_now), {"HumanLoopName": loop_name(EMPTY)})
+
+    result = op.execute(context)
+
+    assert (result["loops"], result["started"], result["adopted"]) == (2, 1, 1)
+    assert datetime.fromisoformat(result["created_after"]) == first_try - timedelta(minutes=5)
+    lines = {line["source"]: line for line in read_lines(s3, HUMAN_LOOPS)}
+    assert lines[CAT["source"]] == earlier_line(CAT, first_try) | {"started": False}
+    assert lines[EMPTY["source"]]["started"] is True
+    assert lines[EMPTY["source"]]["created"] == just_now.isoformat()
+
+
+def test_a_retry_without_an_earlier_file_describes_too(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    # The first try started the loop, then died before writing human-loops.jsonl.
+    context["ti"].try_number = 2
+    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    put_lines(s3, PREDICTIONS, [CAT])
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
+    a2i.add_response("describe_human_loop", described(CAT, first_try), {"HumanLoopName": loop_name(CAT)})
+
+    result = op.execute(context)
+
+    assert (result["loops"], result["started"], result["adopted"]) == (1, 0, 1)
+    assert datetime.fromisoformat(result["created_after"]) == first_try - timedelta(minutes=5)
+    assert read_lines(s3, HUMAN_LOOPS) == [earlier_line(CAT, first_try) | {"started": False}]
+
+
+def test_a_first_try_without_an_earlier_file_never_describes(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    context["ti"].try_number = 1
+    put_lines(s3, PREDICTIONS, [CAT, EMPTY])
+    # Only the starts are queued: a DescribeHumanLoop call would fail the task.
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
+
+    result = op.execute(context)
+
+    assert (result["loops"], result["started"], result["adopted"]) == (2, 2, 0)
+
+
+def test_loops_of_an_earlier_try_whose_image_is_no_longer_routed_are_kept(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    # The earlier try routed the dog to review; the rerun's predictions do not any more.
+    context["ti"].try_number = 1
+    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    gone = {**DOG, "review": True, "reason": "low-confidence"}
+    put_lines(s3, HUMAN_LOOPS, [earlier_line(gone, first_try)])
+    put_lines(s3, PREDICTIONS, [CAT, DOG])
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
+    a2i.add_response(
+        "describe_human_loop", described(CAT, datetime.now(UTC)), {"HumanLoopName": loop_name(CAT)}
+    )
+
+    result = op.execute(context)
+
+    assert (result["loops"], result["started"], result["adopted"]) == (2, 1, 1)
+    # The sensor's window and count include the kept loop.
+    assert datetime.fromisoformat(result["created_after"]) == first_try - timedelta(minutes=5)
+    lines = {line["source"]: line for line in read_lines(s3, HUMAN_LOOPS)}
+    assert set(lines) == {CAT["source"], DOG["source"]}
+    assert lines[DOG["source"]] == earlier_line(gone, first_try) | {"started": False}
+    assert lines[CAT["source"]]["started"] is True
+
+
+def test_the_window_ends_a_few_minutes_after_the_task(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    put_lines(s3, PREDICTIONS, [EMPTY])
+    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
+
+    result = op.execute(context)
+
+    now = datetime.now(UTC)
+    created_after, created_before = window(result)
+    assert created_after < created_before
+    assert now + timedelta(minutes=4) <= created_before <= now + timedelta(minutes=5)
+    for line in read_lines(s3, HUMAN_LOOPS):
+        assert created_after < datetime.fromisoformat(line["created"]) < created_before
 
 
 def test_an_error_other_than_conflict_fails_the_task(

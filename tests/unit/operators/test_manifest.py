@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowException
 from botocore.stub import Stubber
 
 from active_learning.classes import class_map
@@ -223,3 +224,23 @@ def test_no_loops_file_means_empty_outputs(
     assert exists(s3, MANIFEST)
     assert read_text(s3, MANIFEST) == ""
     assert read_text(s3, REPORT) == ""
+
+
+def test_when_every_loop_errors_the_task_fails_with_the_report(
+    s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
+) -> None:
+    names = [loop_name(image) for image in ("a.jpg", "b.jpg")]
+    put_lines(s3, HUMAN_LOOPS, [loop_line("a.jpg"), loop_line("b.jpg")])
+    for name in names:  # e.g. the connection's identity may not call DescribeHumanLoop
+        a2i.add_client_error(
+            "describe_human_loop",
+            service_error_code="AccessDeniedException",
+            service_message="not authorized",
+            http_status_code=403,
+            expected_params={"HumanLoopName": name},
+        )
+
+    with pytest.raises(AirflowException, match="No loop output could be read"):
+        op.execute(context)
+
+    assert {line["outcome"] for line in read_lines(s3, REPORT)} == {"error"}

@@ -11,14 +11,18 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
 from botocore.stub import Stubber
 
-from active_learning.sensors.human_loops import MAX_REPORTED_FAILURES, HumanLoopSensor
+from active_learning.reviews import ReviewProgress
+from active_learning.sensors.human_loops import HumanLoopSensor
 from active_learning.triggers.human_loops import HumanLoopTrigger
+
+MAX_REPORTED_FAILURES = 100  # ReviewProgress.to_dict keeps this many reasons
 
 ACCOUNT = "123456789012"
 FLOW_ARN = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/active-learning-fd-0123456789ab"
 PREFIX = "active-learning-20261126-"
 OTHER_DAY = "active-learning-20261125-"
 CREATED_AFTER = datetime(2026, 11, 26, 0, 55, tzinfo=UTC)
+CREATED_BEFORE = datetime(2026, 11, 26, 1, 35, tzinfo=UTC)
 CREATED = datetime(2026, 11, 26, 1, 2, 3, tzinfo=UTC)
 # One event per API call. Not "before-call": the Stubber answers that event from a wildcard handler
 # that botocore runs before any handler registered for the exact event name.
@@ -29,22 +33,27 @@ BASE_PARAMS = {
     "SortOrder": "Ascending",
     "MaxResults": 100,
 }
+# The request when the start task also gave the end of its creation-time window.
+WINDOW_PARAMS = BASE_PARAMS | {"CreationTimeBefore": CREATED_BEFORE}
 
 
-def human_loops(loops: int) -> dict[str, Any]:
-    """What StartHumanLoopsOperator returns."""
-    return {
+def human_loops(loops: int, windowed: bool = False) -> dict[str, Any]:
+    """What StartHumanLoopsOperator returns; ``windowed`` adds created_before (older results lack it)."""
+    result = {
         "loops": loops,
         "name_prefix": PREFIX,
         "created_after": CREATED_AFTER.isoformat(),
         "flow_definition_arn": FLOW_ARN,
     }
+    if windowed:
+        result["created_before"] = CREATED_BEFORE.isoformat()
+    return result
 
 
-def make_sensor(loops: int = 3, **kwargs: Any) -> HumanLoopSensor:
+def make_sensor(loops: int = 3, windowed: bool = False, **kwargs: Any) -> HumanLoopSensor:
     return HumanLoopSensor(
         task_id="wait_for_human_loops",
-        human_loops=human_loops(loops),
+        human_loops=human_loops(loops, windowed),
         aws_conn_id=None,
         region_name="us-east-1",
         **kwargs,
@@ -206,8 +215,24 @@ def test_min_completed_fraction_lets_the_sensor_finish_early(fraction: float, do
     assert result.xcom_value["counts"] == {"Completed": 8, "InProgress": 2}
 
 
+@pytest.mark.parametrize(("windowed", "params"), [(False, BASE_PARAMS), (True, WINDOW_PARAMS)])
+def test_the_list_request_carries_created_before_only_when_given(
+    windowed: bool, params: dict[str, Any]
+) -> None:
+    sensor = make_sensor(loops=1, windowed=windowed)
+    calls = count_list_calls(sensor)
+    with Stubber(sensor.hook.conn) as stub:  # expected_params must match the request exactly
+        stub.add_response("list_human_loops", {"HumanLoopSummaries": [summary(loop(0), "Completed")]}, params)
+
+        assert sensor.poke({}).is_done is True
+
+        stub.assert_no_pending_responses()
+    assert calls == [params]
+    assert ("CreationTimeBefore" in calls[0]) is windowed
+
+
 def test_one_check_of_1000_loops_costs_10_list_calls() -> None:
-    sensor = make_sensor(loops=1000)
+    sensor = make_sensor(loops=1000, windowed=True)
     calls = count_list_calls(sensor)
     with Stubber(sensor.hook.conn) as stub:
         for page in range(10):
@@ -218,17 +243,19 @@ def test_one_check_of_1000_loops_costs_10_list_calls() -> None:
             }
             if page < 9:
                 response["NextToken"] = f"token-{page + 1}"
-            params = BASE_PARAMS | ({"NextToken": f"token-{page}"} if page else {})
+            params = WINDOW_PARAMS | ({"NextToken": f"token-{page}"} if page else {})
             stub.add_response("list_human_loops", response, params)
 
         result = sensor.poke({})
 
         stub.assert_no_pending_responses()
     assert len(calls) == 10
+    assert calls == [WINDOW_PARAMS | ({"NextToken": f"token-{page}"} if page else {}) for page in range(10)]
     for call in calls:
         assert call["MaxResults"] == 100
         assert call["FlowDefinitionArn"] == FLOW_ARN
         assert call["CreationTimeAfter"] == CREATED_AFTER
+        assert call["CreationTimeBefore"] == CREATED_BEFORE
     assert result.is_done is True
     assert result.xcom_value["completed"] == 1000
     assert result.xcom_value["counts"] == {"Completed": 1000}
@@ -283,11 +310,16 @@ def never_done(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], tuple[HumanLo
     """A sensor whose loops stay in progress, with a tiny timeout; records every check."""
 
     def make(on_timeout: str) -> tuple[HumanLoopSensor, list[datetime]]:
-        sensor = make_sensor(deferrable=False, on_timeout=on_timeout, timeout=0.01, poke_interval=0.01)
+        sensor = make_sensor(
+            windowed=True, deferrable=False, on_timeout=on_timeout, timeout=0.01, poke_interval=0.01
+        )
         checks: list[datetime] = []
 
-        def list_human_loops(flow_definition_arn: str, created_after: datetime) -> list[dict[str, Any]]:
+        def list_human_loops(
+            flow_definition_arn: str, created_after: datetime, created_before: datetime | None = None
+        ) -> list[dict[str, Any]]:
             assert (flow_definition_arn, created_after) == (FLOW_ARN, CREATED_AFTER)
+            assert created_before == CREATED_BEFORE
             checks.append(created_after)
             return [summary(loop(0), "Completed"), summary(loop(1), "InProgress")]
 
@@ -325,9 +357,11 @@ def test_timeout_with_fail_raises(never_done: Any) -> None:
 # --- deferrable --------------------------------------------------------------------------------
 
 
-def test_deferrable_execute_defers_to_the_trigger_without_any_call() -> None:
+@pytest.mark.parametrize("windowed", [False, True])
+def test_deferrable_execute_defers_to_the_trigger_without_any_call(windowed: bool) -> None:
     sensor = make_sensor(
         loops=7,
+        windowed=windowed,
         deferrable=True,
         min_completed_fraction=0.9,
         timeout=3600,
@@ -354,6 +388,7 @@ def test_deferrable_execute_defers_to_the_trigger_without_any_call() -> None:
         "flow_definition_arn": FLOW_ARN,
         "name_prefix": PREFIX,
         "created_after": CREATED_AFTER.isoformat(),
+        "created_before": CREATED_BEFORE.isoformat() if windowed else None,
         "expected": 7,
         "min_completed_fraction": 0.9,
         "poll_interval": 30,
@@ -436,3 +471,19 @@ def test_reported_failures_are_capped_but_all_counted() -> None:
     assert result["failed_or_stopped"] == MAX_REPORTED_FAILURES + 50
     assert len(result["failures"]) == MAX_REPORTED_FAILURES
     assert result["failures"] == dict(sorted(failures.items())[:MAX_REPORTED_FAILURES])
+
+
+def test_failed_or_stopped_counts_every_loop_when_the_event_carries_only_the_first_reasons() -> None:
+    # The trigger's event keeps MAX_REPORTED_FAILURES reasons (ReviewProgress.to_dict); counts are complete.
+    sensor = make_sensor(deferrable=True)
+    progress = ReviewProgress(
+        200,
+        {"Completed": 50, "Failed": 120, "Stopped": 30},
+        {loop(i): "The worker task expired" if i < 120 else "Stopped" for i in range(150)},
+    )
+
+    result = sensor.execute_complete({}, {"status": "success", "progress": progress.to_dict()})
+
+    assert result["failed_or_stopped"] == 150
+    assert result["failures"] == dict(sorted(progress.failures.items())[:MAX_REPORTED_FAILURES])
+    assert result["completed"] == 50

@@ -20,6 +20,7 @@ FLOW_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/active-lear
 PREFIX = "active-learning-20261126-"
 OTHER_DAY = "active-learning-20261125-"
 CREATED_AFTER = datetime(2026, 11, 26, 0, 55, tzinfo=UTC)
+CREATED_BEFORE = datetime(2026, 11, 26, 1, 35, tzinfo=UTC)
 
 
 def loop(index: int, prefix: str = PREFIX) -> str:
@@ -136,6 +137,7 @@ def run_with(
 
 def test_serialize_round_trips_through_its_own_classpath() -> None:
     trigger = make_trigger(
+        created_before=CREATED_BEFORE.isoformat(),
         expected=1000,
         min_completed_fraction=0.8,
         poll_interval=300.0,
@@ -151,6 +153,8 @@ def test_serialize_round_trips_through_its_own_classpath() -> None:
     rebuilt = getattr(importlib.import_module(module_name), class_name)(**kwargs)
     assert type(rebuilt) is HumanLoopTrigger
     assert rebuilt.serialize() == (classpath, kwargs)
+    assert kwargs["created_before"] == CREATED_BEFORE.isoformat()
+    assert rebuilt.created_before == CREATED_BEFORE.isoformat()
     assert kwargs["expected"] == 1000
     assert kwargs["min_completed_fraction"] == 0.8
     assert kwargs["botocore_config"] == {"retries": {"mode": "adaptive"}}
@@ -224,6 +228,35 @@ def test_run_pages_with_the_run_filter(monkeypatch: pytest.MonkeyPatch, sleeps: 
     ]
     assert isinstance(client.paginate_calls[0]["CreationTimeAfter"], datetime)
     assert sleeps == []
+
+
+def test_created_before_defaults_to_none_and_survives_serialization() -> None:
+    _, kwargs = make_trigger().serialize()
+
+    assert kwargs["created_before"] is None
+    assert HumanLoopTrigger(**kwargs).created_before is None
+
+
+def test_run_pages_within_the_creation_window_when_it_has_an_end(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    client = FakeClient([[page(summary(loop(0), "Completed"), summary(loop(1), "Completed"))]])
+
+    events = run_with(
+        monkeypatch, make_trigger(created_before=CREATED_BEFORE.isoformat()), FakeConnection(client)
+    )
+
+    assert events[0]["status"] == "success"
+    assert client.paginate_calls == [
+        {
+            "FlowDefinitionArn": FLOW_ARN,
+            "CreationTimeAfter": CREATED_AFTER,
+            "CreationTimeBefore": CREATED_BEFORE,
+            "SortOrder": "Ascending",
+            "PaginationConfig": {"PageSize": 100},
+        }
+    ]
+    assert isinstance(client.paginate_calls[0]["CreationTimeBefore"], datetime)
 
 
 def test_run_finishes_early_once_enough_loops_completed(
