@@ -25,6 +25,20 @@ class InvalidNameError(ValueError):
     """A name cannot be made valid (e.g. a prefix with no usable character)."""
 
 
+def check_a2i_name(kind: str, name: str) -> str:
+    """``name`` if it is a valid human loop / flow definition / task UI name, else InvalidNameError."""
+    if len(name) > MAX_NAME_LENGTH or not A2I_NAME_PATTERN.match(name):
+        raise InvalidNameError(f"invalid {kind} name {name!r}: 1-63 of a-z, 0-9 and inner hyphens")
+    return name
+
+
+def check_sagemaker_name(kind: str, name: str) -> str:
+    """``name`` if it is a valid SageMaker model / config / job name, else InvalidNameError."""
+    if len(name) > MAX_NAME_LENGTH or not SAGEMAKER_NAME_PATTERN.match(name):
+        raise InvalidNameError(f"invalid SageMaker {kind} name {name!r}")
+    return name
+
+
 def stable_hash(*parts: Any, length: int = HASH_LENGTH) -> str:
     """A short hex digest of the parts, stable across processes and Python versions."""
     payload = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))

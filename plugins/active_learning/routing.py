@@ -9,6 +9,7 @@ reproducible random share of confident images is sent to review as an audit samp
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -74,27 +75,69 @@ class RoutingPolicy:
         digest = hashlib.sha256(f"{run_key}\0{image_key}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.audit_fraction
 
+    def with_audit(self, decision: Decision, run_key: str, image_key: str) -> Decision:
+        """A confident image drawn for the audit sample becomes a review (reason ``audit-sample``)."""
+        if not decision.review and self.in_audit_sample(run_key, image_key):
+            return Decision(True, REASON_AUDIT, decision.top_score)
+        return decision
+
     def decide_day(self, decisions: Mapping[str, Decision], run_key: str) -> dict[str, Decision]:
         """Apply the day-wide rules to per-image decisions keyed by image.
 
         Confident images drawn for audit become reviews; then, when there are more reviews than
         ``max_reviews``, the most uncertain are kept (audit samples last) and the others are
         marked ``over-review-budget``. The result does not depend on the mapping's order.
+        Streaming callers use :meth:`with_audit` and :class:`ReviewBudget` directly.
         """
-        day = {
-            key: (
-                Decision(True, REASON_AUDIT, decision.top_score)
-                if not decision.review and self.in_audit_sample(run_key, key)
-                else decision
-            )
-            for key, decision in decisions.items()
-        }
-        if self.max_reviews is None:
-            return day
-        reviews = sorted(
-            (key for key, decision in day.items() if decision.review),
-            key=lambda key: (day[key].reason == REASON_AUDIT, day[key].uncertainty_rank, key),
+        day = {key: self.with_audit(decision, run_key, key) for key, decision in decisions.items()}
+        budget = ReviewBudget(self.max_reviews)
+        for key, decision in day.items():
+            budget.offer(key, decision)
+        return {key: budget.final(key, decision) for key, decision in day.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Evictable:
+    """Heap entry ordered so that the review to give up first is on top of a min-heap."""
+
+    priority: tuple[bool, float, str]
+
+    def __lt__(self, other: _Evictable) -> bool:
+        return self.priority > other.priority
+
+
+class ReviewBudget:
+    """The ``limit`` reviews to keep out of a stream: memory grows with the limit, not the stream.
+
+    Priority: uncertainty reviews before audit samples, then the lowest top score (no detection
+    first), then the image key, so the outcome does not depend on the stream's order.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._heap: list[_Evictable] = []
+        self._kept: set[str] | None = None
+
+    def __len__(self) -> int:
+        """Reviews held so far (never more than the limit)."""
+        return len(self._heap)
+
+    def offer(self, key: str, decision: Decision) -> None:
+        if not decision.review or self.limit is None:
+            return
+        self._kept = None
+        heapq.heappush(
+            self._heap, _Evictable((decision.reason == REASON_AUDIT, decision.uncertainty_rank, key))
         )
-        for key in reviews[self.max_reviews :]:
-            day[key] = replace(day[key], review=False, reason=REASON_OVER_BUDGET)
-        return day
+        if len(self._heap) > self.limit:
+            heapq.heappop(self._heap)
+
+    def final(self, key: str, decision: Decision) -> Decision:
+        """The decision once every review was offered: kept, or marked ``over-review-budget``."""
+        if not decision.review or self.limit is None:
+            return decision
+        if self._kept is None:
+            self._kept = {entry.priority[2] for entry in self._heap}
+        if key in self._kept:
+            return decision
+        return replace(decision, review=False, reason=REASON_OVER_BUDGET)

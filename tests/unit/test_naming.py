@@ -11,6 +11,8 @@ from active_learning.naming import (
     SAGEMAKER_NAME_PATTERN,
     InvalidNameError,
     a2i_name,
+    check_a2i_name,
+    check_sagemaker_name,
     endpoint_config_name,
     flow_definition_name,
     human_loop_name,
@@ -79,3 +81,12 @@ def test_sagemaker_names_with_a_hash_suffix_are_always_valid(prefix: str, parts:
     name = sagemaker_name(prefix, *parts)
     assert 1 <= len(name) <= 63
     assert SAGEMAKER_NAME_PATTERN.match(name)
+
+
+def test_checks_name_the_kind_and_the_rule() -> None:
+    assert check_a2i_name("human loop", "al-20261126-abc") == "al-20261126-abc"
+    with pytest.raises(InvalidNameError, match="invalid flow definition name 'Bad_Name'"):
+        check_a2i_name("flow definition", "Bad_Name")
+    assert check_sagemaker_name("model", "Model-1") == "Model-1"
+    with pytest.raises(InvalidNameError, match="invalid SageMaker model name"):
+        check_sagemaker_name("model", "x" * 64)

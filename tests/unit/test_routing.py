@@ -10,6 +10,7 @@ from active_learning.routing import (
     REASON_NO_DETECTIONS,
     REASON_OVER_BUDGET,
     Decision,
+    ReviewBudget,
     RoutingPolicy,
 )
 
@@ -83,3 +84,25 @@ def test_audit_samples_come_last_under_the_cap() -> None:
 def test_no_audit_by_default() -> None:
     policy = RoutingPolicy()
     assert not policy.in_audit_sample("r", "x")
+
+
+def test_review_budget_holds_at_most_its_limit_and_agrees_with_decide_day() -> None:
+    policy = RoutingPolicy(max_reviews=5, audit_fraction=0.05)
+    decisions = {f"img-{i:05d}": policy.decide(scored((i * 7919 % 1000) / 1000)) for i in range(10_000)}
+    budget = ReviewBudget(policy.max_reviews)
+    streamed = {key: policy.with_audit(decision, "r", key) for key, decision in decisions.items()}
+    for key, decision in streamed.items():
+        budget.offer(key, decision)
+        assert len(budget) <= 5
+    final = {key: budget.final(key, decision) for key, decision in streamed.items()}
+    assert final == policy.decide_day(decisions, "r")
+    assert sum(decision.review for decision in final.values()) == 5
+
+
+def test_review_budget_of_zero_keeps_nothing_and_none_keeps_everything() -> None:
+    review = Decision(True, REASON_LOW_CONFIDENCE, 0.1)
+    nothing, everything = ReviewBudget(0), ReviewBudget(None)
+    for budget in (nothing, everything):
+        budget.offer("a", review)
+    assert nothing.final("a", review).reason == REASON_OVER_BUDGET
+    assert everything.final("a", review) == review

@@ -10,7 +10,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_code
-from active_learning.naming import A2I_NAME_PATTERN, MAX_NAME_LENGTH
+from active_learning.naming import check_a2i_name
 
 LIST_PAGE_SIZE = 100  # the API's maximum: 1,000 loops cost 10 calls
 
@@ -53,8 +53,7 @@ class A2IRuntimeHook(AwsBaseHook):
         :raises ValueError: when the name breaks A2I's name rules (botocore does not check them).
         :raises HumanLoopConflictError: when the name is taken under another flow definition.
         """
-        if len(name) > MAX_NAME_LENGTH or not A2I_NAME_PATTERN.match(name):
-            raise ValueError(f"invalid human loop name {name!r}: 1-63 of a-z, 0-9 and inner hyphens")
+        check_a2i_name("human loop", name)
         try:
             response = self.conn.start_human_loop(
                 HumanLoopName=name,

@@ -10,15 +10,10 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_code, is_not_found
-from active_learning.naming import A2I_NAME_PATTERN, MAX_NAME_LENGTH
+from active_learning.naming import check_a2i_name
 
 WAITERS = Path(__file__).parents[1] / "waiters" / "human_workflow.json"
 MAX_TEMPLATE_CHARS = 128_000
-
-
-def _check_name(kind: str, name: str) -> None:
-    if len(name) > MAX_NAME_LENGTH or not A2I_NAME_PATTERN.match(name):
-        raise ValueError(f"invalid {kind} name {name!r}: 1-63 of a-z, 0-9 and inner hyphens")
 
 
 class HumanWorkflowHook(AwsBaseHook):
@@ -38,7 +33,7 @@ class HumanWorkflowHook(AwsBaseHook):
 
     def ensure_task_ui(self, name: str, template: str) -> str:
         """The ARN of the task UI ``name``, created from ``template`` when absent."""
-        _check_name("human task UI", name)
+        check_a2i_name("human task UI", name)
         if len(template) > MAX_TEMPLATE_CHARS:
             raise ValueError(f"task template has {len(template)} characters; A2I allows {MAX_TEMPLATE_CHARS}")
         try:
@@ -66,7 +61,7 @@ class HumanWorkflowHook(AwsBaseHook):
 
     def ensure_flow_definition(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
         """Describe the flow definition ``name``, creating it from ``request`` when absent."""
-        _check_name("flow definition", name)
+        check_a2i_name("flow definition", name)
         existing = self.describe_flow_definition(name)
         if existing is not None:
             return existing

@@ -9,7 +9,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import is_not_found
-from active_learning.naming import MAX_NAME_LENGTH, SAGEMAKER_NAME_PATTERN
+from active_learning.naming import check_sagemaker_name
 
 
 def builtin_image_uri(region: str) -> str:
@@ -17,11 +17,6 @@ def builtin_image_uri(region: str) -> str:
     from sagemaker.core import image_uris
 
     return image_uris.retrieve("object-detection", region)
-
-
-def _check_name(kind: str, name: str) -> None:
-    if len(name) > MAX_NAME_LENGTH or not SAGEMAKER_NAME_PATTERN.match(name):
-        raise ValueError(f"invalid SageMaker {kind} name {name!r}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,7 @@ class ModelLineageHook(SageMakerHook):
         self, name: str, image: str, model_data_url: str, role_arn: str, tags: dict[str, str]
     ) -> str:
         """Create the model when absent; returns its name."""
-        _check_name("model", name)
+        check_sagemaker_name("model", name)
         if self.describe_or_none("describe_model", ModelName=name) is None:
             self.log.info("Creating model %s from %s", name, model_data_url)
             self.create_model(
@@ -105,7 +100,7 @@ class ModelLineageHook(SageMakerHook):
 
     def ensure_endpoint_config(self, name: str, model_name: str, instance_type: str) -> str:
         """Create a single-variant endpoint config when absent; returns its name."""
-        _check_name("endpoint config", name)
+        check_sagemaker_name("endpoint config", name)
         if self.describe_or_none("describe_endpoint_config", EndpointConfigName=name) is None:
             self.log.info("Creating endpoint config %s for model %s", name, model_name)
             self.create_endpoint_config(

@@ -19,7 +19,7 @@ from active_learning.detections import PredictionParseError, parse_prediction, t
 from active_learning.hooks.errors import error_code, error_message
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
 from active_learning.operators.base import LoopOperatorMixin, S3JsonLinesWriter, iter_keys
-from active_learning.routing import Decision, RoutingPolicy
+from active_learning.routing import Decision, ReviewBudget, RoutingPolicy
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time inference
@@ -54,14 +54,18 @@ def image_properties(data: bytes) -> tuple[str, int, int]:
     return image_format, width, height
 
 
+def _decision(record: dict[str, Any]) -> Decision:
+    return Decision(record["review"], record["reason"], record["top_score"])
+
+
 class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHook]):
     """Predict the day's images and decide which go to human review.
 
     Lists ``incoming/<day>/``, invokes the endpoint for each image with at most ``concurrency``
     requests in flight (botocore adaptive retries), applies the routing policy to the whole day and
     writes ``runs/<day>/predictions.jsonl`` and ``runs/<day>/quarantine.jsonl`` (inputs that could
-    not be used, with the reason). Images are streamed, never all held in memory; only each image's
-    small decision is kept until the day-wide rules (review cap, audit sample) are applied.
+    not be used, with the reason). Images are streamed and results spooled to a local file, so memory
+    does not grow with the day's image count (the review cap keeps at most ``max_reviews`` entries).
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the day to process, ``YYYY-MM-DD``.
@@ -112,7 +116,7 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
                     raise Quarantined(f"unreadable prediction: {err}") from err
             except Quarantined as err:
                 return {"source": source, "reason": str(err)}
-            decision = policy.decide(detections)
+            decision = policy.with_audit(policy.decide(detections), day.isoformat(), source)
             return {
                 "source": source,
                 "width": width,
@@ -124,8 +128,9 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
                 "reason": decision.reason,
             }
 
-        decisions: dict[str, Decision] = {}
-        images = 0
+        budget = ReviewBudget(settings.max_reviews)
+        reasons: Counter[str] = Counter()
+        images = reviews = 0
         keys = iter_keys(s3, settings.bucket, settings.incoming_prefix(day))
         predictions = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "predictions.jsonl"))
         quarantine = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "quarantine.jsonl"))
@@ -136,23 +141,21 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
                     self.log.warning("Quarantined %s: %s", record["source"], record["reason"])
                     quarantine.write(record)
                     continue
-                decisions[record["source"]] = Decision(
-                    record["review"], record["reason"], record["top_score"]
-                )
+                budget.offer(record["source"], _decision(record))
                 spool.write(json.dumps(record) + "\n")
-            # The cap and the audit sample need the whole day: decide, then write the final lines.
-            final = policy.decide_day(decisions, run_key=day.isoformat())
+            # The review cap needs the whole day: a second pass over the spool applies it.
             spool.seek(0)
             for line in spool:
                 record = json.loads(line)
-                decision = final[record["source"]]
+                decision = budget.final(record["source"], _decision(record))
+                reasons[decision.reason] += 1
+                reviews += decision.review
                 predictions.write({**record, "review": decision.review, "reason": decision.reason})
-        reasons = Counter(decision.reason for decision in final.values())
         result = {
             "images": images,
-            "predicted": len(final),
+            "predicted": predictions.count,
             "quarantined": quarantine.count,
-            "to_review": sum(decision.review for decision in final.values()),
+            "to_review": reviews,
             "reasons": dict(reasons),
             "predictions_uri": predictions.uri,
             "quarantine_uri": quarantine.uri,
