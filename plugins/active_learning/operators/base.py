@@ -20,6 +20,22 @@ from active_learning.settings import LoopSettings, SettingsError
 HookT = TypeVar("HookT", bound=AwsGenericHook)
 
 
+def concurrent_client_config(concurrency: int) -> dict[str, Any]:
+    """botocore config for many calls in flight: adaptive retries (client-side rate limiting on
+    throttling) and a connection pool as large as the concurrency."""
+    return {"retries": {"mode": "adaptive", "max_attempts": 10}, "max_pool_connections": max(concurrency, 10)}
+
+
+def trigger_connection(task: Any) -> dict[str, Any]:
+    """The connection arguments a trigger needs to rebuild the task's hook in the triggerer."""
+    return {
+        "aws_conn_id": task.aws_conn_id,
+        "region_name": task.region_name,
+        "verify": task.verify,
+        "botocore_config": task.botocore_config,
+    }
+
+
 def as_mapping(value: Any, name: str) -> Mapping[str, Any]:
     """A templated mapping argument; a JSON string (what a Jinja template renders) is decoded."""
     if isinstance(value, str):

@@ -16,7 +16,7 @@ from active_learning.hooks.errors import error_message
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
 from active_learning.links.console import EndpointLink
 from active_learning.naming import endpoint_config_name, model_name
-from active_learning.operators.base import LoopOperatorMixin
+from active_learning.operators.base import LoopOperatorMixin, trigger_connection
 from active_learning.training_data import TAG_TRAINING_LINES
 
 WAITING_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
@@ -38,10 +38,7 @@ class EndpointWaitMixin:
                     job_type="endpoint",
                     waiter_delay=self.waiter_delay,
                     waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,  # type: ignore[attr-defined]
-                    region_name=self.region_name,  # type: ignore[attr-defined]
-                    verify=self.verify,  # type: ignore[attr-defined]
-                    botocore_config=self.botocore_config,  # type: ignore[attr-defined]
+                    **trigger_connection(self),
                 ),
                 method_name="execute_complete",
             )

@@ -15,7 +15,12 @@ from active_learning.detections import Detection, to_pixel_boxes
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import human_loop_name, human_loop_prefix
-from active_learning.operators.base import LoopOperatorMixin, iter_json_lines, put_json_lines
+from active_learning.operators.base import (
+    LoopOperatorMixin,
+    concurrent_client_config,
+    iter_json_lines,
+    put_json_lines,
+)
 
 MAX_INPUT_CONTENT_CHARS = 3_145_728
 # Loops are listed by creation time later; the margin covers clock skew between here and AWS.
@@ -53,7 +58,7 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
         max_initial_boxes: int = 50,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("botocore_config", {"retries": {"mode": "adaptive", "max_attempts": 10}})
+        kwargs.setdefault("botocore_config", concurrent_client_config(concurrency))
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day

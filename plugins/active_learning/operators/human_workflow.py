@@ -15,7 +15,7 @@ from botocore.exceptions import WaiterError
 from active_learning.hooks.human_workflow import HumanWorkflowHook
 from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import flow_definition_name, task_ui_name
-from active_learning.operators.base import LoopOperatorMixin
+from active_learning.operators.base import LoopOperatorMixin, trigger_connection
 from active_learning.triggers.human_workflow import FlowDefinitionActiveTrigger
 
 DEFAULT_TEMPLATE = Path(__file__).parents[3] / "include" / "templates" / "bounding-box.liquid.html"
@@ -98,10 +98,7 @@ class CreateHumanReviewWorkflowOperator(LoopOperatorMixin, AwsBaseOperator[Human
                         flow_definition_name=name,
                         waiter_delay=self.waiter_delay,
                         waiter_max_attempts=self.waiter_max_attempts,
-                        aws_conn_id=self.aws_conn_id,
-                        region_name=self.region_name,
-                        verify=self.verify,
-                        botocore_config=self.botocore_config,
+                        **trigger_connection(self),
                     ),
                     method_name="execute_complete",
                 )

@@ -14,7 +14,12 @@ from airflow.providers.common.compat.sdk import AirflowException
 from active_learning.concurrency import bounded_map
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.manifest import ManifestConversionError, a2i_output_to_manifest_line
-from active_learning.operators.base import LoopOperatorMixin, S3JsonLinesWriter, iter_json_lines
+from active_learning.operators.base import (
+    LoopOperatorMixin,
+    S3JsonLinesWriter,
+    concurrent_client_config,
+    iter_json_lines,
+)
 from active_learning.settings import split_s3_uri
 
 
@@ -36,13 +41,7 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
     def __init__(
         self, *, settings: Mapping[str, Any] | str, day: str, concurrency: int = 8, **kwargs: Any
     ) -> None:
-        kwargs.setdefault(
-            "botocore_config",
-            {
-                "retries": {"mode": "adaptive", "max_attempts": 10},
-                "max_pool_connections": max(concurrency, 10),
-            },
-        )
+        kwargs.setdefault("botocore_config", concurrent_client_config(concurrency))
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day

@@ -18,7 +18,12 @@ from active_learning.concurrency import bounded_map
 from active_learning.detections import PredictionParseError, parse_prediction, top_score
 from active_learning.hooks.errors import error_code, error_message
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
-from active_learning.operators.base import LoopOperatorMixin, S3JsonLinesWriter, iter_keys
+from active_learning.operators.base import (
+    LoopOperatorMixin,
+    S3JsonLinesWriter,
+    concurrent_client_config,
+    iter_keys,
+)
 from active_learning.routing import Decision, ReviewBudget, RoutingPolicy
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
@@ -78,13 +83,7 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
     def __init__(
         self, *, settings: Mapping[str, Any] | str, day: str, concurrency: int = 8, **kwargs: Any
     ) -> None:
-        kwargs.setdefault(
-            "botocore_config",
-            {
-                "retries": {"mode": "adaptive", "max_attempts": 10},
-                "max_pool_connections": max(concurrency, 10),
-            },
-        )
+        kwargs.setdefault("botocore_config", concurrent_client_config(concurrency))
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day

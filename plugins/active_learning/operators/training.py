@@ -17,7 +17,13 @@ from botocore.exceptions import WaiterError
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
 from active_learning.links.console import TrainingJobLink
 from active_learning.naming import training_job_name
-from active_learning.operators.base import LoopOperatorMixin, S3JsonLinesWriter, iter_json_lines, iter_keys
+from active_learning.operators.base import (
+    LoopOperatorMixin,
+    S3JsonLinesWriter,
+    iter_json_lines,
+    iter_keys,
+    trigger_connection,
+)
 from active_learning.settings import LoopSettings, split_s3_uri
 from active_learning.training_data import (
     TAG_BASE_MODEL,
@@ -119,10 +125,7 @@ class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineag
                     job_type="training",
                     waiter_delay=self.waiter_delay,
                     waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
+                    **trigger_connection(self),
                 ),
                 method_name="execute_complete",
             )

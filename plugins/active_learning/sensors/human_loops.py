@@ -14,7 +14,7 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from active_learning.hooks.a2i import A2IRuntimeHook
-from active_learning.operators.base import as_mapping
+from active_learning.operators.base import as_mapping, trigger_connection
 from active_learning.reviews import ReviewProgress
 from active_learning.triggers.human_loops import HumanLoopTrigger
 
@@ -98,10 +98,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
                     min_completed_fraction=self.min_completed_fraction,
                     deadline=deadline.isoformat(),
                     poll_interval=self.poke_interval,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
+                    **trigger_connection(self),
                 ),
                 method_name="execute_complete",
             )
