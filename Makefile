@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: install lint
 # The daily loop for several days on the embedded local AWS; artifacts in demo-output/.
 demo: install
 	$(BIN)/python -m emulator.demo --output demo-output
+
+# BatchPredictOperator on the local AWS: concurrency 8 vs 1, and peak memory for 10x the images.
+bench: install
+	$(BIN)/python bench/bench_predict.py
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output .emulator.json .emulator.log

@@ -26,16 +26,21 @@ def _reviewer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--abandon", type=float, default=0.0, help="share of loops nobody answers")
     parser.add_argument("--workers", type=int, default=0, help="answers per loop (0: the TaskCount)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--invoke-latency", type=float, default=0.0, help="seconds added to each InvokeEndpoint"
+    )
 
 
 def serve(args: argparse.Namespace) -> None:
     from emulator.a2i import ReviewerConfig
-    from emulator.server import Emulator
+    from emulator.server import Emulator, EmulatorConfig
 
     reviewer = ReviewerConfig(
         args.reviewer, args.review_delay, args.noise, args.abandon, args.workers, args.seed
     )
-    emulator = Emulator(args.host, args.port, reviewer).start()
+    emulator = Emulator(
+        args.host, args.port, reviewer, EmulatorConfig(invoke_latency=args.invoke_latency)
+    ).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
@@ -59,7 +64,17 @@ def start(args: argparse.Namespace) -> None:
     args.state_file.unlink(missing_ok=True)
     log = open(args.log_file, "ab")  # noqa: SIM115 - handed to the child process
     command = [sys.executable, "-m", "emulator", "serve", "--state-file", str(args.state_file)]
-    for name in ("host", "port", "reviewer", "review_delay", "noise", "abandon", "workers", "seed"):
+    for name in (
+        "host",
+        "port",
+        "reviewer",
+        "review_delay",
+        "noise",
+        "abandon",
+        "workers",
+        "seed",
+        "invoke_latency",
+    ):
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     # the child finds this package wherever the command is run from
     package_root = str(Path(__file__).resolve().parents[1])

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class EmulatorConfig:
     activation_delay: float = 1.0
     update_delay: float = 2.0
     training_start_delay: float = 1.0
+    invoke_latency: float = 0.0  # added to every InvokeEndpoint, like a remote endpoint's round trip
 
 
 class Emulator:
@@ -195,6 +197,7 @@ class Emulator:
         model = self.load_model(
             self.model_data_url(region, config.production_variants[0]["ModelName"]), region
         )
+        time.sleep(self.config.invoke_latency)
         try:
             prediction = model.predict(body)
         except ValueError as err:
