@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images-per-day", type=int, default=40)
     parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
     args = parser.parse_args(argv)
+    args.output = args.output.resolve()  # Airflow's sqlite URL needs an absolute path
     started = time.monotonic()
     shutil.rmtree(args.output, ignore_errors=True)
     home = args.output / "airflow"
