@@ -62,7 +62,7 @@ def airflow_env(home: Path, url: str) -> dict[str, str]:
         AL_ENDPOINT_NAME=ENDPOINT,
         AL_INITIAL_MODEL_DATA_URL=INITIAL_MODEL,
         AL_CLASS_NAMES=",".join(DEMO_CLASSES),
-        AL_MIN_NEW_LABELS="5",
+        AL_MIN_NEW_LABELS="2",
         AL_VALIDATION_MANIFEST_URI=VALIDATION_MANIFEST,
         AL_MAP_TOLERANCE="0.01",
         AL_WAITER_DELAY_SECONDS="1",
