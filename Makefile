@@ -24,9 +24,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# pytest exits 5 when it collects no test: that is a failure here too, never a silent pass.
+# pytest exits 5 when it collects no test: a broken test path, so a failure here, with a clear word.
 test: install lint
-	$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no test; check testpaths in pyproject.toml" >&2; fi; \
+	exit $$status
 
 # The daily loop for several days on the embedded local AWS; artifacts in demo-output/.
 demo: install
