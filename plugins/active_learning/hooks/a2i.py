@@ -71,6 +71,16 @@ class A2IRuntimeHook(AwsBaseHook):
             )
         return {"arn": existing["HumanLoopArn"], "started": False, "creation_time": existing["CreationTime"]}
 
+    def stop_human_loop(self, name: str) -> bool:
+        """Stop a loop; ``False`` when it is gone or already finished (nothing to stop)."""
+        try:
+            self.conn.stop_human_loop(HumanLoopName=name)
+        except ClientError as err:
+            if error_code(err) in ("ResourceNotFoundException", "ValidationException"):
+                return False
+            raise
+        return True
+
     def describe_human_loop(self, name: str) -> dict[str, Any]:
         return self.conn.describe_human_loop(HumanLoopName=name)
 

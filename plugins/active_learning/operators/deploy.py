@@ -30,7 +30,8 @@ class EndpointWaitMixin:
     waiter_max_attempts: int
     hook: ModelLineageHook
 
-    def wait_for_endpoint(self, endpoint_name: str) -> None:
+    def wait_for_endpoint(self, endpoint_name: str, **resume: Any) -> None:
+        """Wait until InService; when deferring, ``resume`` reaches ``execute_complete`` as keywords."""
         if self.deferrable:
             self.defer(  # type: ignore[attr-defined]
                 trigger=SageMakerTrigger(
@@ -41,6 +42,7 @@ class EndpointWaitMixin:
                     **trigger_connection(self),
                 ),
                 method_name="execute_complete",
+                kwargs=resume or None,
             )
         try:
             self.hook.get_waiter("endpoint_in_service").wait(
@@ -113,14 +115,16 @@ class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[
             raise AirflowException(
                 f"Endpoint {endpoint} is {serving.endpoint_status}: {described.get('FailureReason', '')}"
             )
-        self.wait_for_endpoint(endpoint)
+        self.wait_for_endpoint(endpoint, created=serving is None)
         return self._served(endpoint, created=serving is None)
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, created: bool = True
+    ) -> dict[str, Any]:
         validated = validate_execute_complete_event(event)
         if validated["status"] != "success":
             raise AirflowException(f"Endpoint did not become InService: {validated.get('message')}")
-        return self._served(self.loop_settings.endpoint_name, created=True)
+        return self._served(self.loop_settings.endpoint_name, created=created)
 
     def _create(self, settings: Any) -> None:
         if not self.initial_model_data_url.startswith("s3://"):

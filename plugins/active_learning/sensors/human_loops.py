@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -32,6 +32,8 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
     :param min_completed_fraction: share of the run's loops whose completion is enough to go on;
         1.0 waits until every loop is terminal.
     :param on_timeout: ``"continue"`` goes on with what is complete; ``"fail"`` fails the task.
+    :param stop_open_loops: on a timeout with ``"continue"``, stop the loops still open, so that
+        reviewers do not work on tasks whose answers nobody will read.
     :param deferrable: wait in the triggerer rather than in a worker slot.
     """
 
@@ -44,6 +46,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
         human_loops: Mapping[str, Any] | str,
         min_completed_fraction: float = 1.0,
         on_timeout: Literal["continue", "fail"] = "continue",
+        stop_open_loops: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -55,6 +58,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
         self.human_loops = human_loops
         self.min_completed_fraction = min_completed_fraction
         self.on_timeout = on_timeout
+        self.stop_open_loops = stop_open_loops
         self.deferrable = deferrable
 
     @property
@@ -66,14 +70,17 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
             raise AirflowException(f"human_loops lacks {sorted(missing)}: pass the start task's output")
         return loops
 
-    def check(self) -> ReviewProgress:
+    def summaries(self) -> Iterator[dict[str, Any]]:
         loops = self.loops
-        summaries = self.hook.list_human_loops(
+        return self.hook.list_human_loops(
             loops["flow_definition_arn"],
             datetime.fromisoformat(loops["created_after"]),
             datetime.fromisoformat(loops["created_before"]) if loops.get("created_before") else None,
         )
-        progress = ReviewProgress.from_summaries(summaries, loops["name_prefix"], int(loops["loops"]))
+
+    def check(self) -> ReviewProgress:
+        loops = self.loops
+        progress = ReviewProgress.from_summaries(self.summaries(), loops["name_prefix"], int(loops["loops"]))
         self.log.info("Human loops: %s", progress.describe())
         return progress
 
@@ -107,7 +114,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
         except AirflowSensorTimeout:
             if self.on_timeout == "fail":
                 raise
-            return self._report(self.check(), True)
+            return self._report(self.check(), True, self._stop_open_loops())
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         validated = validate_execute_complete_event(event)
@@ -117,9 +124,23 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
         timed_out = validated["status"] == "timeout"
         if timed_out and self.on_timeout == "fail":
             raise AirflowSensorTimeout(f"Human loops not done in time: {progress.describe()}")
-        return self._report(progress, timed_out)
+        return self._report(progress, timed_out, self._stop_open_loops() if timed_out else 0)
 
-    def _report(self, progress: ReviewProgress, timed_out: bool) -> dict[str, Any]:
+    def _stop_open_loops(self) -> int:
+        """Stop the run's loops still InProgress (one more paged listing, one call per open loop)."""
+        if not self.stop_open_loops:
+            return 0
+        prefix = self.loops["name_prefix"]
+        open_loops = [
+            summary["HumanLoopName"]
+            for summary in self.summaries()
+            if summary["HumanLoopName"].startswith(prefix) and summary["HumanLoopStatus"] == "InProgress"
+        ]
+        stopped = sum(self.hook.stop_human_loop(name) for name in open_loops)
+        self.log.warning("Stopped %d human loops still open at the timeout", stopped)
+        return stopped
+
+    def _report(self, progress: ReviewProgress, timed_out: bool, stopped: int = 0) -> dict[str, Any]:
         for name, reason in progress.failures.items():
             self.log.warning("Human loop %s did not complete: %s", name, reason)
         if timed_out:
@@ -132,4 +153,5 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
             "failed_or_stopped": progress.counts.get("Failed", 0) + progress.counts.get("Stopped", 0),
             "failures": failures,
             "timed_out": timed_out,
+            "stopped_open_loops": stopped,
         }

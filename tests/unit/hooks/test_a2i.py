@@ -267,3 +267,18 @@ def test_list_human_loops_request_has_no_end_unless_given() -> None:
 
     assert "CreationTimeBefore" not in list_human_loops_request(FLOW_ARN, after)
     assert list_human_loops_request(FLOW_ARN, after, CREATED)["CreationTimeBefore"] == CREATED
+
+
+def test_stop_human_loop_stops_and_tolerates_loops_already_gone(hook: A2IRuntimeHook, stub: Stubber) -> None:
+    stub.add_response("stop_human_loop", {}, {"HumanLoopName": "open-loop"})
+    stub.add_client_error(
+        "stop_human_loop", "ResourceNotFoundException", "not found", 404, {"HumanLoopName": "gone"}
+    )
+    stub.add_client_error(
+        "stop_human_loop", "ThrottlingException", "slow down", 400, {"HumanLoopName": "busy"}
+    )
+
+    assert hook.stop_human_loop("open-loop") is True
+    assert hook.stop_human_loop("gone") is False
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        hook.stop_human_loop("busy")

@@ -108,6 +108,21 @@ def test_present_in_service_endpoint_is_left_alone(context: dict[str, Any]) -> N
     assert all(spy.call_count == 0 for spy in spies.values())
 
 
+def test_an_endpoint_still_being_created_is_waited_for_and_reported_as_not_created(
+    context: dict[str, Any],
+) -> None:
+    _operator().execute(context)
+    sagemaker_backends[ACCOUNT][REGION].endpoints[ENDPOINT].endpoint_status = "Creating"
+    op = _operator(deferrable=True)
+    spies = _spy(op.hook, *CREATES)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+
+    assert deferred.value.kwargs == {"created": False}
+    assert all(spy.call_count == 0 for spy in spies.values())
+
+
 def test_failed_endpoint_raises_with_the_failure_reason(context: dict[str, Any]) -> None:
     _operator().execute(context)
     endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[ENDPOINT]
@@ -155,7 +170,9 @@ def test_deferrable_creation_defers_to_the_endpoint_trigger(context: dict[str, A
     assert kwargs["waiter_max_attempts"] == 3
     assert kwargs["region_name"] == REGION
     assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.kwargs == {"created": True}  # reaches execute_complete after the wait
     assert op.hook.conn.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == CONFIG
+    assert op.execute_complete(context, {"status": "success"}, **deferred.value.kwargs)["created"] is True
 
     result = op.execute_complete(context, {"status": "success", "job_name": ENDPOINT})
     assert result["created"] is True

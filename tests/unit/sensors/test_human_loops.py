@@ -157,6 +157,7 @@ def test_poke_is_not_done_while_loops_are_in_progress(sensor: HumanLoopSensor, s
         "failed_or_stopped": 0,
         "failures": {},
         "timed_out": False,
+        "stopped_open_loops": 0,
     }
 
 
@@ -186,6 +187,7 @@ def test_poke_is_done_when_every_loop_is_terminal_and_reports_failures(
         "failed_or_stopped": 2,
         "failures": {loop(1): "The worker task expired", loop(2): "Stopped"},
         "timed_out": False,
+        "stopped_open_loops": 0,
     }
 
 
@@ -279,6 +281,7 @@ def test_execute_with_no_loops_returns_at_once_without_any_call(deferrable: bool
         "failed_or_stopped": 0,
         "failures": {},
         "timed_out": False,
+        "stopped_open_loops": 0,
     }
 
 
@@ -306,10 +309,12 @@ def test_execute_pokes_until_done_and_returns_the_report() -> None:
 
 
 @pytest.fixture
-def never_done(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], tuple[HumanLoopSensor, list[datetime]]]:
+def never_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[str], tuple[HumanLoopSensor, list[datetime], list[str]]]:
     """A sensor whose loops stay in progress, with a tiny timeout; records every check."""
 
-    def make(on_timeout: str) -> tuple[HumanLoopSensor, list[datetime]]:
+    def make(on_timeout: str) -> tuple[HumanLoopSensor, list[datetime], list[str]]:
         sensor = make_sensor(
             windowed=True, deferrable=False, on_timeout=on_timeout, timeout=0.01, poke_interval=0.01
         )
@@ -324,13 +329,15 @@ def never_done(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], tuple[HumanLo
             return [summary(loop(0), "Completed"), summary(loop(1), "InProgress")]
 
         monkeypatch.setattr(sensor.hook, "list_human_loops", list_human_loops)
-        return sensor, checks
+        stopped: list[str] = []
+        monkeypatch.setattr(sensor.hook, "stop_human_loop", lambda name: stopped.append(name) or True)
+        return sensor, checks, stopped
 
     return make
 
 
 def test_timeout_with_continue_returns_what_is_complete(never_done: Any) -> None:
-    sensor, checks = never_done("continue")
+    sensor, checks, stopped = never_done("continue")
 
     # Poke mode needs no task-runner context: BaseSensorOperator.execute only reads context["ti"]
     # in reschedule mode, and ExecutorSafeguard only warns (allow_nested_operators defaults to True).
@@ -343,15 +350,18 @@ def test_timeout_with_continue_returns_what_is_complete(never_done: Any) -> None
         "failed_or_stopped": 0,
         "failures": {},
         "timed_out": True,
+        "stopped_open_loops": 1,
     }
-    assert len(checks) >= 2  # at least one poke, then the final check for the report
+    assert len(checks) >= 3  # at least one poke, the final check, and the listing of open loops
+    assert stopped == [loop(1)]  # the loop still open is stopped: nobody will read its answer
 
 
 def test_timeout_with_fail_raises(never_done: Any) -> None:
-    sensor, _ = never_done("fail")
+    sensor, _, stopped = never_done("fail")
 
     with pytest.raises(AirflowSensorTimeout):
         sensor.execute({})
+    assert stopped == []  # a failed task leaves the loops for a retry to wait on
 
 
 # --- deferrable --------------------------------------------------------------------------------
@@ -417,14 +427,23 @@ def test_execute_complete_returns_the_report_on_success() -> None:
         "failed_or_stopped": 1,
         "failures": {loop(2): "The worker task expired"},
         "timed_out": False,
+        "stopped_open_loops": 0,
     }
 
 
-def test_execute_complete_goes_on_after_a_timeout_when_told_to_continue() -> None:
+def test_execute_complete_goes_on_after_a_timeout_when_told_to_continue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sensor = make_sensor(deferrable=True, on_timeout="continue")
+    listed = [summary(loop(0), "Completed"), summary(loop(1), "InProgress"), summary(loop(2), "InProgress")]
+    monkeypatch.setattr(sensor.hook, "list_human_loops", lambda *args: listed)
+    calls: list[str] = []
+    monkeypatch.setattr(sensor.hook, "stop_human_loop", lambda name: calls.append(name) or True)
 
     result = sensor.execute_complete({}, event("timeout", {"Completed": 1, "InProgress": 2}))
 
+    assert calls == [loop(1), loop(2)]
+    assert result["stopped_open_loops"] == 2
     assert result["timed_out"] is True
     assert result["completed"] == 1
     assert result["counts"] == {"Completed": 1, "InProgress": 2}
