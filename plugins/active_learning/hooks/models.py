@@ -119,15 +119,20 @@ class ModelLineageHook(SageMakerHook):
             )
         return name
 
-    def prune(self, name_prefix: str, keep: int, in_use_config: str) -> list[str]:
+    def prune(
+        self, name_prefix: str, keep: int, in_use_config: str, previous_config: str | None = None
+    ) -> list[str]:
         """Delete our endpoint configs and models past the newest ``keep``.
 
-        The config in use and its model are always kept. Returns the deleted names.
+        The config in use, the one it replaced (the way back), and their models are always kept,
+        however many newer configs never served (rolled back). Returns the deleted names.
         """
         deleted: list[str] = []
-        in_use_model = self.conn.describe_endpoint_config(EndpointConfigName=in_use_config)[
-            "ProductionVariants"
-        ][0]["ModelName"]
+        protected: set[str] = set()
+        for config in filter(None, (in_use_config, previous_config)):
+            described = self.describe_or_none("describe_endpoint_config", EndpointConfigName=config)
+            if described is not None:
+                protected |= {config, described["ProductionVariants"][0]["ModelName"]}
         for kind, list_call, key, name_key, delete in (
             (
                 "config",
@@ -149,7 +154,7 @@ class ModelLineageHook(SageMakerHook):
             found.sort(key=lambda item: item["CreationTime"], reverse=True)
             for item in found[keep:]:
                 name = item[name_key]
-                if name in (in_use_config, in_use_model):
+                if name in protected:
                     continue
                 self.log.info("Deleting %s %s (retention keeps %d)", kind, name, keep)
                 getattr(self.conn, delete)(**{name_key: name})

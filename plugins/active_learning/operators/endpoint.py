@@ -196,10 +196,13 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
                 f"Endpoint {endpoint} is {serving.endpoint_status}, not updatable: "
                 f"{described.get('FailureReason', '')}"
             )
-        self.wait_for_endpoint(endpoint)
-        return self._verify(settings, config)
+        previous = serving.endpoint_config_name if serving.endpoint_config_name != config else None
+        self.wait_for_endpoint(endpoint, previous_config=previous)
+        return self._verify(settings, config, previous)
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, previous_config: str | None = None
+    ) -> dict[str, Any]:
         validated = validate_execute_complete_event(event)
         settings = self.loop_settings
         if validated["status"] != "success":
@@ -209,9 +212,11 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
                 f"status {described['EndpointStatus']}: {described.get('FailureReason', '')}"
             )
         serving = _serving_or_fail(self.hook, settings.endpoint_name)
-        return self._verify(settings, self.target_config(settings, serving))
+        return self._verify(settings, self.target_config(settings, serving), previous_config)
 
-    def _verify(self, settings: LoopSettings, config: str) -> dict[str, Any]:
+    def _verify(
+        self, settings: LoopSettings, config: str, previous_config: str | None = None
+    ) -> dict[str, Any]:
         described = self.hook.describe_endpoint(settings.endpoint_name)
         if described["EndpointStatus"] != "InService" or described["EndpointConfigName"] != config:
             raise AirflowException(
@@ -219,5 +224,5 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
                 f"{described['EndpointStatus']} on {described['EndpointConfigName']} "
                 f"(rolled back?): {described.get('FailureReason', 'no failure reason given')}"
             )
-        deleted = self.hook.prune(settings.resource_prefix, settings.keep_models, in_use_config=config)
+        deleted = self.hook.prune(settings.resource_prefix, settings.keep_models, config, previous_config)
         return {"endpoint_name": settings.endpoint_name, "endpoint_config_name": config, "deleted": deleted}

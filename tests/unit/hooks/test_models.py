@@ -160,6 +160,20 @@ def test_prune_keeps_newest_and_the_config_and_model_in_use(hook: ModelLineageHo
     assert models == {"al-model-1", "al-model-4", "al-model-5", "other-model-1"}
 
 
+def test_prune_keeps_the_config_the_update_replaced_even_behind_rolled_back_ones(
+    hook: ModelLineageHook,
+) -> None:
+    # 1 served before the update; 2 and 3 were rolled back (never served); 4 serves now
+    for n in range(1, 5):
+        _model_and_config(hook, n, datetime(2026, 11, n, 12))
+
+    deleted = hook.prune("al", keep=2, in_use_config="al-config-4", previous_config="al-config-1")
+
+    assert sorted(deleted) == ["al-config-2", "al-model-2"]
+    configs = {c["EndpointConfigName"] for c in hook.conn.list_endpoint_configs()["EndpointConfigs"]}
+    assert configs == {"al-config-1", "al-config-3", "al-config-4"}
+
+
 def test_prune_deletes_nothing_within_retention(hook: ModelLineageHook) -> None:
     for n in (1, 2):
         _model_and_config(hook, n, datetime(2026, 11, n, 12))

@@ -357,8 +357,11 @@ def test_deferrable_update_defers_and_completes_with_verification(aws: Any, cont
     assert isinstance(trigger, SageMakerTrigger)
     assert (trigger.job_type, trigger.job_name) == ("endpoint", ENDPOINT)
     assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.kwargs == {"previous_config": SERVING_CONFIG}  # kept by retention afterwards
 
-    result = op.execute_complete(context, {"status": "success", "job_name": ENDPOINT})
+    result = op.execute_complete(
+        context, {"status": "success", "job_name": ENDPOINT}, **deferred.value.kwargs
+    )
 
     assert result["endpoint_config_name"] == NEW_CONFIG
     assert len(fake.calls) == 1
