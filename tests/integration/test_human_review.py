@@ -20,28 +20,34 @@ def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
     return excinfo.value.response["Error"]["Code"]
 
 
+def create_flow_definition(sagemaker, name: str, ui_arn: str, **config: Any) -> str:
+    """A flow definition on the emulator with the integration workteam, role and output path."""
+    return sagemaker.create_flow_definition(
+        FlowDefinitionName=name,
+        HumanLoopConfig={
+            "WorkteamArn": WORKTEAM,
+            "HumanTaskUiArn": ui_arn,
+            "TaskTitle": "Review",
+            "TaskDescription": "Fix the boxes",
+            "TaskCount": 1,
+            **config,
+        },
+        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/a2i-output"},
+        RoleArn=ROLE,
+    )["FlowDefinitionArn"]
+
+
 @pytest.fixture(scope="module")
 def flow(aws) -> dict[str, str]:
     sagemaker = aws("sagemaker")
     ui = sagemaker.create_human_task_ui(HumanTaskUiName="it-ui", UiTemplate={"Content": "<crowd-form/>"})
-    fd = sagemaker.create_flow_definition(
-        FlowDefinitionName="it-fd",
-        HumanLoopConfig={
-            "WorkteamArn": WORKTEAM,
-            "HumanTaskUiArn": ui["HumanTaskUiArn"],
-            "TaskTitle": "Review",
-            "TaskDescription": "Fix the boxes",
-            "TaskCount": 2,
-        },
-        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/a2i-output"},
-        RoleArn=ROLE,
-    )
+    flow_arn = create_flow_definition(sagemaker, "it-fd", ui["HumanTaskUiArn"], TaskCount=2)
     wait_for(
         lambda: (
             sagemaker.describe_flow_definition(FlowDefinitionName="it-fd")["FlowDefinitionStatus"] == "Active"
         )
     )
-    return {"arn": fd["FlowDefinitionArn"], "name": "it-fd"}
+    return {"arn": flow_arn, "name": "it-fd"}
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +91,7 @@ def test_task_ui_lifecycle_and_errors(aws) -> None:
 def test_flow_definition_goes_from_initializing_to_active(aws, flow) -> None:
     sagemaker = aws("sagemaker")
     ui = sagemaker.describe_human_task_ui(HumanTaskUiName="it-ui")["HumanTaskUiArn"]
-    sagemaker.create_flow_definition(
-        FlowDefinitionName="it-fd-2",
-        HumanLoopConfig={
-            "WorkteamArn": WORKTEAM,
-            "HumanTaskUiArn": ui,
-            "TaskTitle": "t",
-            "TaskDescription": "d",
-            "TaskCount": 1,
-        },
-        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/a2i-output"},
-        RoleArn=ROLE,
-    )
+    create_flow_definition(sagemaker, "it-fd-2", ui)
     assert (
         sagemaker.describe_flow_definition(FlowDefinitionName="it-fd-2")["FlowDefinitionStatus"]
         == "Initializing"
@@ -252,18 +247,7 @@ def test_manual_answer_through_the_admin_route(emulator, aws, flow) -> None:
 def test_delete_flow_definition(aws, flow) -> None:
     sagemaker = aws("sagemaker")
     ui = sagemaker.describe_human_task_ui(HumanTaskUiName="it-ui")["HumanTaskUiArn"]
-    sagemaker.create_flow_definition(
-        FlowDefinitionName="it-fd-delete",
-        HumanLoopConfig={
-            "WorkteamArn": WORKTEAM,
-            "HumanTaskUiArn": ui,
-            "TaskTitle": "t",
-            "TaskDescription": "d",
-            "TaskCount": 1,
-        },
-        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/a2i-output"},
-        RoleArn=ROLE,
-    )
+    create_flow_definition(sagemaker, "it-fd-delete", ui)
     sagemaker.delete_flow_definition(FlowDefinitionName="it-fd-delete")
     with pytest.raises(ClientError) as gone:
         sagemaker.describe_flow_definition(FlowDefinitionName="it-fd-delete")
@@ -285,19 +269,7 @@ def test_a_repeated_start_with_the_same_input_returns_the_same_loop(aws, flow) -
 def test_an_abandoned_loop_stays_in_progress_until_its_lifetime_ends(emulator, aws, flow) -> None:
     sagemaker, a2i = aws("sagemaker"), aws("sagemaker-a2i-runtime")
     ui = sagemaker.describe_human_task_ui(HumanTaskUiName="it-ui")["HumanTaskUiArn"]
-    short = sagemaker.create_flow_definition(
-        FlowDefinitionName="it-fd-short",
-        HumanLoopConfig={
-            "WorkteamArn": WORKTEAM,
-            "HumanTaskUiArn": ui,
-            "TaskTitle": "t",
-            "TaskDescription": "d",
-            "TaskCount": 1,
-            "TaskAvailabilityLifetimeInSeconds": 1,
-        },
-        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/a2i-output"},
-        RoleArn=ROLE,
-    )["FlowDefinitionArn"]
+    short = create_flow_definition(sagemaker, "it-fd-short", ui, TaskAvailabilityLifetimeInSeconds=1)
     wait_for(
         lambda: (
             sagemaker.describe_flow_definition(FlowDefinitionName="it-fd-short")["FlowDefinitionStatus"]

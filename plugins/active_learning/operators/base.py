@@ -14,7 +14,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_code
-from active_learning.manifest import read_manifest
+from active_learning.manifest import read_manifest, write_manifest
 from active_learning.settings import LoopSettings, SettingsError
 
 HookT = TypeVar("HookT", bound=AwsGenericHook)
@@ -100,8 +100,7 @@ class S3JsonLinesWriter:
         return self
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._spool.write(json.dumps(record) + "\n")
-        self.count += 1
+        self.count += write_manifest((record,), self._spool)
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         try:
@@ -129,10 +128,6 @@ def iter_json_lines(s3: S3Hook, bucket: str, key: str, missing_ok: bool = False)
             return
         raise
     yield from read_manifest(line.decode("utf-8") for line in body.iter_lines())
-
-
-def read_json(s3: S3Hook, bucket: str, key: str) -> Any:
-    return json.loads(s3.get_conn().get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:

@@ -18,7 +18,6 @@ from active_learning.operators.base import (
     iter_json_lines,
     iter_keys,
     put_json_lines,
-    read_json,
 )
 from active_learning.operators.predict import BatchPredictOperator
 from active_learning.settings import LoopSettings, SettingsError
@@ -80,7 +79,7 @@ def test_put_json_lines_overwrites_and_counts(s3: Any, hook: S3Hook) -> None:
     assert read_text(s3, KEY) == ""
 
 
-# iter_json_lines / read_json / iter_keys ----------------------------------------------------------
+# iter_json_lines / iter_keys ----------------------------------------------------------
 
 
 def test_iter_json_lines_streams_every_line_back(s3: Any, hook: S3Hook) -> None:
@@ -109,12 +108,6 @@ def test_iter_json_lines_names_a_bad_line(s3: Any, hook: S3Hook) -> None:
 
     with pytest.raises(ManifestFormatError, match="line 2"):
         list(iter_json_lines(hook, BUCKET, KEY))
-
-
-def test_read_json(s3: Any, hook: S3Hook) -> None:
-    put(s3, "doc.json", json.dumps({"humanAnswers": []}))
-
-    assert read_json(hook, BUCKET, "doc.json") == {"humanAnswers": []}
 
 
 def test_iter_keys_reads_every_page_and_skips_folder_markers(s3: Any) -> None:
