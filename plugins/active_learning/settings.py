@@ -27,6 +27,10 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
+class ConfinementError(ValueError):
+    """An S3 location outside the loop's bucket and prefix (and outside every allowed location)."""
+
+
 def _s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
@@ -65,6 +69,8 @@ class LoopSettings:
     :param training_instance_type: instance type of training jobs.
     :param map_tolerance: accept a new model whose validation mAP is at most this much lower.
     :param keep_models: how many models and endpoint configs to keep.
+    :param allowed_s3_uris: S3 locations outside ``s3://bucket/prefix/`` the loop may read
+        (e.g. a shared validation manifest); everything else outside the prefix is refused.
     """
 
     bucket: str
@@ -88,6 +94,7 @@ class LoopSettings:
     training_instance_type: str = "ml.p3.2xlarge"
     map_tolerance: float = 0.0
     keep_models: int = 3
+    allowed_s3_uris: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +143,11 @@ class LoopSettings:
         )
         self._check(0.0 < self.validation_fraction < 1.0, "validation_fraction", "must be within (0, 1)")
         self._check(self.map_tolerance >= 0.0, "map_tolerance", "must be >= 0")
+        self._check(
+            all(re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/", uri) for uri in self.allowed_s3_uris),
+            "allowed_s3_uris",
+            "must be s3://bucket/... locations",
+        )
         self._check(self.keep_models >= 2, "keep_models", "must be >= 2 (the serving model and one more)")
 
     def _check(self, ok: bool, name: str, problem: str) -> None:
@@ -173,6 +185,26 @@ class LoopSettings:
 
     def run_key(self, day: date, name: str) -> str:
         return self.key("runs", day.isoformat(), name)
+
+    @property
+    def root_uri(self) -> str:
+        """``s3://bucket/prefix/``: everything the loop reads or writes lies under it."""
+        return _s3_uri(self.bucket, self.key()) + ("/" if self.key() else "")
+
+    def check_inside(self, uri: str, what: str, within: str | None = None) -> str:
+        """``uri`` if it lies under ``within`` (default: the loop's root) or an allowed location.
+
+        :param what: names the URI in the error (e.g. ``"the source-ref of a manifest line"``).
+        :raises ConfinementError: naming ``what``, the URI and where it had to be.
+        """
+        allowed = (within or self.root_uri, *self.allowed_s3_uris)
+        if isinstance(uri, str) and any(uri.startswith(location) for location in allowed):
+            return uri
+        raise ConfinementError(
+            f"{what} {uri!r} is outside {allowed[0]}"
+            + (f" and the allowed locations {list(self.allowed_s3_uris)}" if self.allowed_s3_uris else "")
+            + ": the loop reads and writes only there (setting allowed_s3_uris allows more)"
+        )
 
     @property
     def a2i_output_uri(self) -> str:

@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from active_learning.classes import VOC_CLASSES
-from active_learning.settings import LoopSettings, SettingsError, split_s3_uri
+from active_learning.settings import ConfinementError, LoopSettings, SettingsError, split_s3_uri
 
 REQUIRED = {
     "bucket": "my-bucket",
@@ -96,3 +96,37 @@ def test_split_s3_uri() -> None:
 def test_an_empty_prefix_from_params_means_the_bucket_root() -> None:
     settings = LoopSettings.from_mapping({**REQUIRED, "prefix": ""})
     assert settings.run_key(date(2026, 11, 26), "predictions.jsonl") == "runs/2026-11-26/predictions.jsonl"
+
+
+def test_check_inside_accepts_the_loop_root_and_allowed_locations() -> None:
+    settings = LoopSettings(**{**REQUIRED, "allowed_s3_uris": ("s3://shared-data/validation/",)})
+    assert settings.root_uri == f"s3://{REQUIRED['bucket']}/active-learning/"
+    inside = f"s3://{REQUIRED['bucket']}/active-learning/incoming/2026-11-25/a.jpg"
+    assert settings.check_inside(inside, "image") == inside
+    assert settings.check_inside("s3://shared-data/validation/v.manifest", "validation") is not None
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://other-bucket/active-learning/x.jpg",
+        "s3://{bucket}/active-learning-other/x.jpg",  # a sibling prefix that merely starts alike
+        "s3://{bucket}/elsewhere/x.jpg",
+        "https://example.com/x.jpg",
+    ],
+)
+def test_check_inside_refuses_what_lies_outside(uri: str) -> None:
+    settings = LoopSettings(**REQUIRED)
+    with pytest.raises(ConfinementError, match="source-ref"):
+        settings.check_inside(uri.format(bucket=REQUIRED["bucket"]), "source-ref")
+
+
+def test_check_inside_with_an_empty_prefix_allows_the_whole_bucket() -> None:
+    settings = LoopSettings(**{**REQUIRED, "prefix": ""})
+    assert settings.root_uri == f"s3://{REQUIRED['bucket']}/"
+    settings.check_inside(f"s3://{REQUIRED['bucket']}/anything", "x")
+
+
+def test_allowed_s3_uris_must_be_s3_locations() -> None:
+    with pytest.raises(SettingsError, match="allowed_s3_uris"):
+        LoopSettings(**{**REQUIRED, "allowed_s3_uris": ("https://x/",)})
