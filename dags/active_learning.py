@@ -15,6 +15,7 @@ the same day as the scheduled run for that date):
 8. **evaluation_gate** then **approve_update** (only when the `require_approval` Param is set):
    the new model must not be worse than the serving one.
 9. **update_endpoint**: blue/green update, verified; old configs and models pruned.
+10. **failed_day**: runs only when a task of the day failed, and fails the DagRun naming it.
 
 Training and the endpoint update are serialized across runs (`depends_on_past` and
 `wait_for_downstream` on training), so each model is trained from the one the previous run served.
@@ -40,6 +41,7 @@ from active_learning.operators.endpoint import (
 from active_learning.operators.human_loops import StartHumanLoopsOperator
 from active_learning.operators.human_workflow import DEFAULT_TEMPLATE, CreateHumanReviewWorkflowOperator
 from active_learning.operators.manifest import AugmentedManifestOperator
+from active_learning.operators.outcome import FailedDayOperator
 from active_learning.operators.predict import BatchPredictOperator
 from active_learning.operators.training import IncrementalTrainingOperator
 from active_learning.sensors.human_loops import HumanLoopSensor
@@ -154,7 +156,13 @@ with DAG(
         poke_interval=REVIEW_POLL,
         deferrable=True,
     )
-    augmented_manifest = AugmentedManifestOperator(task_id="augmented_manifest", settings=SETTINGS, day=DAY)
+    augmented_manifest = AugmentedManifestOperator(
+        task_id="augmented_manifest",
+        settings=SETTINGS,
+        day=DAY,
+        # answers already given are paid for: harvested even when the wait failed or timed out
+        trigger_rule="all_done",
+    )
     incremental_training = IncrementalTrainingOperator(
         task_id="incremental_training",
         settings=SETTINGS,
@@ -192,3 +200,17 @@ with DAG(
     # update_endpoint directly downstream of training, so that wait_for_downstream makes the next
     # run's training wait for this run's update: lineage stays linear.
     incremental_training >> update_endpoint
+    # A failed task makes a failed DagRun. Not downstream of training itself: wait_for_downstream
+    # would then block every later day's training behind this day's failure.
+    failed_day = FailedDayOperator(task_id="failed_day")
+    [
+        deploy_model,
+        review_workflow,
+        batch_predict,
+        start_human_loops,
+        wait_for_human_loops,
+        augmented_manifest,
+        evaluation_gate,
+        approve_update,
+        update_endpoint,
+    ] >> failed_day

@@ -87,6 +87,11 @@ def human_loop_prefix(prefix: str, run_date: date | str) -> str:
     return a2i_name(prefix, _day(run_date)) + "-"
 
 
+def human_loop_arn(flow_definition_arn: str, name: str) -> str:
+    """A loop's ARN, in the account, region and partition of its flow definition."""
+    return flow_definition_arn.split(":flow-definition/", 1)[0] + f":human-loop/{name}"
+
+
 def task_ui_name(prefix: str, template: str) -> str:
     """Changes when the template changes (task UIs cannot be updated in place)."""
     return a2i_name(prefix, "ui", stable_hash(template))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,21 +19,19 @@ class ReviewProgress:
     failures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_summaries(
-        cls, summaries: Iterable[Mapping[str, Any]], name_prefix: str, expected: int
-    ) -> ReviewProgress:
-        """Count the summaries whose loop name starts with ``name_prefix`` (the run's loops)."""
+    def from_summaries(cls, summaries: Iterable[Mapping[str, Any]], names: Set[str]) -> ReviewProgress:
+        """Count the summaries of the run's own loops (``names``); other loops in the listing do not count."""
         counts: Counter[str] = Counter()
         failures: dict[str, str] = {}
         for summary in summaries:
             name = summary.get("HumanLoopName", "")
-            if not name.startswith(name_prefix):
+            if name not in names:
                 continue
             status = summary.get("HumanLoopStatus", "Unknown")
             counts[status] += 1
             if status in ("Failed", "Stopped"):
                 failures[name] = summary.get("FailureReason") or status
-        return cls(expected, dict(counts), failures)
+        return cls(len(names), dict(counts), failures)
 
     @property
     def seen(self) -> int:
@@ -67,3 +65,8 @@ class ReviewProgress:
     def describe(self) -> str:
         counts = ", ".join(f"{status} {n}" for status, n in sorted(self.counts.items())) or "none seen"
         return f"{self.terminal}/{self.expected} loops terminal ({counts})"
+
+
+def loop_names(records: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The names of a run's loops, from the lines of its ``human-loops.jsonl``."""
+    return frozenset(record["name"] for record in records)

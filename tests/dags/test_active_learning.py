@@ -38,16 +38,17 @@ def test_no_import_errors(dagbag: DagBag) -> None:
 def test_task_graph_chains_every_step(dag) -> None:
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
-        "deploy_model": ["batch_predict"],
-        "create_human_review_workflow": ["batch_predict", "start_human_loops"],
-        "batch_predict": ["start_human_loops"],
-        "start_human_loops": ["wait_for_human_loops"],
-        "wait_for_human_loops": ["augmented_manifest"],
-        "augmented_manifest": ["incremental_training"],
+        "deploy_model": ["batch_predict", "failed_day"],
+        "create_human_review_workflow": ["batch_predict", "failed_day", "start_human_loops"],
+        "batch_predict": ["failed_day", "start_human_loops"],
+        "start_human_loops": ["failed_day", "wait_for_human_loops"],
+        "wait_for_human_loops": ["augmented_manifest", "failed_day"],
+        "augmented_manifest": ["failed_day", "incremental_training"],
         "incremental_training": ["evaluation_gate", "update_endpoint"],
-        "evaluation_gate": ["approve_update"],
-        "approve_update": ["update_endpoint"],
-        "update_endpoint": [],
+        "evaluation_gate": ["approve_update", "failed_day"],
+        "approve_update": ["failed_day", "update_endpoint"],
+        "update_endpoint": ["failed_day"],
+        "failed_day": [],
     }
 
 
@@ -64,6 +65,7 @@ def test_operator_classes(dag) -> None:
         "evaluation_gate": "EvaluationGateOperator",
         "approve_update": "OptionalApprovalOperator",
         "update_endpoint": "UpdateEndpointOperator",
+        "failed_day": "FailedDayOperator",
     }
 
 
@@ -72,7 +74,7 @@ def test_dag_conventions(dag) -> None:
     assert {"active-learning", "sagemaker", "a2i"} <= set(dag.tags)
     assert dag.doc_md
     assert "backfill" in dag.doc_md
-    assert all(task.retries >= 1 for task in dag.tasks)
+    assert all(task.retries >= 1 for task in dag.tasks if task.task_id != "failed_day")
     assert dag.get_task("wait_for_human_loops").deferrable is True
 
 
@@ -89,6 +91,24 @@ def test_a_failed_day_does_not_block_later_training(dag) -> None:
     # depends_on_past accepts success and skipped; all_done lets training run (and skip) after a
     # failure upstream instead of ending upstream_failed and blocking every later day
     assert dag.get_task("incremental_training").trigger_rule == "all_done"
+
+
+def test_any_failed_task_makes_a_failed_dag_run(dag) -> None:
+    """Issue 7.4: Airflow fails a DagRun only through a failed leaf; training (all_done) may skip after
+    a failure upstream, so every task must reach the failed_day leaf, which fires on one failure."""
+    failed_day = dag.get_task("failed_day")
+    assert [task.task_id for task in dag.tasks if not task.downstream_task_ids] == ["failed_day"]
+    assert failed_day.trigger_rule == "one_failed"
+    assert failed_day.retries == 0
+    assert set(failed_day.get_flat_relative_ids(upstream=True)) == {t.task_id for t in dag.tasks} - {
+        "failed_day"
+    }
+    # not directly downstream of training: wait_for_downstream would block the next day behind it
+    assert "failed_day" not in dag.get_task("incremental_training").downstream_task_ids
+
+
+def test_answers_are_harvested_even_when_the_wait_failed(dag) -> None:
+    assert dag.get_task("augmented_manifest").trigger_rule == "all_done"
 
 
 def test_runs_waiting_for_reviewers_never_make_the_scheduler_skip_a_day(dag) -> None:

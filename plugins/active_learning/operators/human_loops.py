@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -14,13 +14,15 @@ from active_learning.concurrency import bounded_map
 from active_learning.detections import Detection, to_pixel_boxes
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.links.console import FlowDefinitionLink
-from active_learning.naming import human_loop_name, human_loop_prefix
+from active_learning.naming import human_loop_arn, human_loop_name, human_loop_prefix
 from active_learning.operators.base import (
     LoopOperatorMixin,
     concurrent_client_config,
     iter_json_lines,
+    iter_keys,
     put_json_lines,
 )
+from active_learning.settings import LoopSettings
 
 MAX_INPUT_CONTENT_CHARS = 3_145_728
 # Loops are listed by creation time later; the margin covers clock skew between here and AWS.
@@ -31,9 +33,12 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
     """Start a human loop for each image ``predictions.jsonl`` routes to review.
 
     InputContent is ``{"taskObject", "labels", "initialValue": [pixel boxes]}``. Loop names derive
-    from the run day and the image URI, so a retry or a clear-and-rerun adopts the loops already
-    started (``ConflictException``) instead of starting them twice; throttling is retried by botocore.
-    Writes ``runs/<day>/human-loops.jsonl``.
+    from the run day and the image URI. Before starting, the day's earlier loops are found in A2I
+    itself (one paged ``ListHumanLoops`` of the flow definition since the day began), in the day's
+    file and in per-loop markers (``runs/<day>/human-loops/<name>.json``, written as each loop
+    starts): a retry, a clear-and-rerun or a rerun after a kill adopts them instead of starting them
+    twice, and keeps those whose images are no longer routed, so that every paid review is harvested.
+    Throttling is retried by botocore. Writes ``runs/<day>/human-loops.jsonl``, every loop of the day.
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the day to process, ``YYYY-MM-DD``.
@@ -93,57 +98,59 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
         )
         self.hook.get_conn()  # create the client once, before the worker threads share it
         key = settings.run_key(day, "human-loops.jsonl")
-        # Loops an earlier try or run of this day started: kept even if a rerun routes other images,
-        # so that none is lost (their answers are still harvested and counted).
-        earlier = {
-            loop["name"]: loop for loop in iter_json_lines(self.s3, settings.bucket, key, missing_ok=True)
-        }
-        try_number = getattr(context.get("ti"), "try_number", 1)
-        may_exist = bool(earlier) or (isinstance(try_number, int) and try_number > 1)
+        markers = settings.run_key(day, "human-loops") + "/"
+        earlier = self._earlier_loops(settings, day, key, markers, task_start)
 
         def reviews() -> Iterator[dict[str, Any]]:
-            predictions = iter_json_lines(
-                self.s3, settings.bucket, settings.run_key(day, "predictions.jsonl")
-            )
-            return (record for record in predictions if record["review"])
+            return (record for record in self._predictions(settings, day) if record["review"])
 
         def start(record: dict[str, Any]) -> dict[str, Any]:
             name = human_loop_name(settings.resource_prefix, day, record["source"])
+            known = earlier.get(name)
+            if known is not None and known.get("flow_definition_arn") == self.flow_definition_arn:
+                return {**known, "source": record["source"], "reason": record["reason"], "started": False}
             outcome = self.hook.start_human_loop(
                 name, self.flow_definition_arn, self.input_content(record, settings.class_names)
             )
             created = outcome.pop("creation_time", None)
-            if created is None and may_exist:
-                # A2I answers a repeated start with the same input like a new one: ask when it was created
-                created = self.hook.describe_human_loop(name)["CreationTime"]
-            started = outcome["started"] and (created is None or created >= task_start - CLOCK_SKEW)
-            return {
+            loop = {
                 "name": name,
                 "source": record["source"],
                 "reason": record["reason"],
                 **outcome,
-                "started": started,
-                "created": (created or task_start).isoformat(),
+                "created": (created or datetime.now(UTC)).isoformat(),
+                "flow_definition_arn": self.flow_definition_arn,
             }
+            # recorded as soon as it exists: a kill before the day's file is written loses no loop
+            put_json_lines(self.s3, settings.bucket, f"{markers}{name}.json", [loop])
+            return loop
 
         loops = {loop["name"]: loop for _, loop in bounded_map(start, reviews(), self.concurrency)}
         carried = [loop for name, loop in earlier.items() if name not in loops]
-        for loop in carried:
-            self.log.warning("Keeping loop %s of an earlier try: its image is no longer routed", loop["name"])
-            created = (
-                loop.get("created") or self.hook.describe_human_loop(loop["name"])["CreationTime"].isoformat()
+        if carried:
+            self.log.warning(
+                "Keeping %d loops of an earlier try or run whose images are no longer routed: "
+                "their answers are still harvested",
+                len(carried),
             )
-            loops[loop["name"]] = {**loop, "started": False, "created": created}
+        unknown = [loop for loop in carried if not loop["source"]]
+        sources = self._sources_by_loop_name(settings, day) if unknown else {}
+        for loop in carried:
+            loops[loop["name"]] = {
+                **loop,
+                "source": loop["source"] or sources.get(loop["name"]),
+                "started": False,
+            }
         records = sorted(loops.values(), key=lambda loop: loop["name"])
         put_json_lines(self.s3, settings.bucket, key, records)
         started = sum(loop["started"] for loop in records)
         self.log.info(
-            "%d human loops: %d started now, %d from an earlier try",
+            "%d human loops: %d started now, %d from an earlier try or run",
             len(records),
             started,
             len(records) - started,
         )
-        created = [datetime.fromisoformat(loop["created"]) for loop in records if loop.get("created")]
+        created = [datetime.fromisoformat(loop["created"]) for loop in records]
         return {
             "loops": len(records),
             "started": started,
@@ -154,4 +161,50 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
             "created_after": (min([task_start, *created]) - CLOCK_SKEW).isoformat(),
             "created_before": (datetime.now(UTC) + CLOCK_SKEW).isoformat(),
             "flow_definition_arn": self.flow_definition_arn,
+        }
+
+    def _predictions(self, settings: LoopSettings, day: date) -> Iterator[dict[str, Any]]:
+        return iter_json_lines(self.s3, settings.bucket, settings.run_key(day, "predictions.jsonl"))
+
+    def _earlier_loops(
+        self, settings: LoopSettings, day: date, key: str, markers: str, task_start: datetime
+    ) -> dict[str, dict[str, Any]]:
+        """Every loop an earlier try or run of the day started, by name, whatever killed it.
+
+        From A2I itself (the flow definition's loops created since the day began, by the day's name
+        prefix: exact creation times, even for loops whose start was never recorded), the day's file,
+        and the per-loop markers written as each loop started (loops under another flow definition).
+        """
+        earlier: dict[str, dict[str, Any]] = {}
+        for loop in iter_json_lines(self.s3, settings.bucket, key, missing_ok=True):
+            earlier[loop["name"]] = {"flow_definition_arn": None, **loop}
+        for marker_key in iter_keys(self.s3.get_conn(), settings.bucket, markers):
+            name = marker_key[len(markers) :].removesuffix(".json")
+            if name not in earlier:
+                earlier.update(
+                    (loop["name"], loop) for loop in iter_json_lines(self.s3, settings.bucket, marker_key)
+                )
+        prefix = human_loop_prefix(settings.resource_prefix, day)
+        day_began = datetime.combine(day, time.min, UTC) - CLOCK_SKEW
+        for summary in self.hook.list_human_loops(
+            self.flow_definition_arn, min(day_began, task_start - CLOCK_SKEW), datetime.now(UTC) + CLOCK_SKEW
+        ):
+            name = summary["HumanLoopName"]
+            if not name.startswith(prefix):
+                continue
+            earlier[name] = {
+                "name": name,
+                "source": earlier.get(name, {}).get("source"),
+                "reason": earlier.get(name, {}).get("reason", "started by an earlier try or run"),
+                "arn": human_loop_arn(self.flow_definition_arn, name),  # summaries carry no loop ARN
+                "created": summary["CreationTime"].isoformat(),
+                "flow_definition_arn": self.flow_definition_arn,
+            }
+        return earlier
+
+    def _sources_by_loop_name(self, settings: LoopSettings, day: date) -> dict[str, str]:
+        """Image URIs by loop name, for every image of the day (routed or not)."""
+        return {
+            human_loop_name(settings.resource_prefix, day, record["source"]): record["source"]
+            for record in self._predictions(settings, day)
         }

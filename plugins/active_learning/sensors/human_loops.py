@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
@@ -14,8 +16,9 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from active_learning.hooks.a2i import A2IRuntimeHook
-from active_learning.operators.base import as_mapping, trigger_connection
-from active_learning.reviews import ReviewProgress
+from active_learning.operators.base import as_mapping, iter_json_lines, trigger_connection
+from active_learning.reviews import ReviewProgress, loop_names
+from active_learning.settings import split_s3_uri
 from active_learning.triggers.human_loops import HumanLoopTrigger
 
 
@@ -24,16 +27,18 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
 
     One check pages ``ListHumanLoops`` over the run's window (FlowDefinitionArn, CreationTimeAfter,
     CreationTimeBefore, 100 per page): 10 calls for 1,000 loops, not one describe per loop, whatever
-    other runs do. Failed and stopped loops are reported with their reasons in the log and the
-    returned progress.
+    other runs do. Only the run's own loops count: the names in its ``human-loops.jsonl``, read once.
+    Failed and stopped loops are reported with their reasons in the log and the returned progress.
+    At a timeout the loops still open are stopped first (with either ``on_timeout``), so that
+    nobody works on them for nothing; the answers already given are harvested downstream.
 
-    :param human_loops: what ``StartHumanLoopsOperator`` returned (flow definition ARN, name
-        prefix, creation-time window, number of loops).
+    :param human_loops: what ``StartHumanLoopsOperator`` returned (flow definition ARN, the
+        ``human-loops.jsonl`` URI, creation-time window, number of loops).
     :param min_completed_fraction: share of the run's loops whose completion is enough to go on;
         1.0 waits until every loop is terminal.
     :param on_timeout: ``"continue"`` goes on with what is complete; ``"fail"`` fails the task.
-    :param stop_open_loops: on a timeout with ``"continue"``, stop the loops still open, so that
-        reviewers do not work on tasks whose answers nobody will read.
+    :param stop_open_loops: on a timeout, stop the loops still open, so that reviewers do not work
+        on tasks whose answers nobody will read.
     :param deferrable: wait in the triggerer rather than in a worker slot.
     """
 
@@ -65,7 +70,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
     def loops(self) -> Mapping[str, Any]:
         """The start task's result; a JSON string (from a Jinja template) is decoded."""
         loops = as_mapping(self.human_loops, "human_loops")
-        missing = {"loops", "name_prefix", "created_after", "flow_definition_arn"} - set(loops)
+        missing = {"loops", "human_loops_uri", "created_after", "flow_definition_arn"} - set(loops)
         if missing:
             raise AirflowException(f"human_loops lacks {sorted(missing)}: pass the start task's output")
         return loops
@@ -78,9 +83,14 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
             datetime.fromisoformat(loops["created_before"]) if loops.get("created_before") else None,
         )
 
+    @cached_property
+    def own_loop_names(self) -> frozenset[str]:
+        """The run's loops, read once from its ``human-loops.jsonl``."""
+        bucket, key = split_s3_uri(self.loops["human_loops_uri"])
+        return loop_names(iter_json_lines(S3Hook(**self._hook_parameters), bucket, key))
+
     def check(self) -> ReviewProgress:
-        loops = self.loops
-        progress = ReviewProgress.from_summaries(self.summaries(), loops["name_prefix"], int(loops["loops"]))
+        progress = ReviewProgress.from_summaries(self.summaries(), self.own_loop_names)
         self.log.info("Human loops: %s", progress.describe())
         return progress
 
@@ -98,10 +108,9 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
             self.defer(
                 trigger=HumanLoopTrigger(
                     flow_definition_arn=loops["flow_definition_arn"],
-                    name_prefix=loops["name_prefix"],
+                    human_loops_uri=loops["human_loops_uri"],
                     created_after=loops["created_after"],
                     created_before=loops.get("created_before"),
-                    expected=int(loops["loops"]),
                     min_completed_fraction=self.min_completed_fraction,
                     deadline=deadline.isoformat(),
                     poll_interval=self.poke_interval,
@@ -112,29 +121,34 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
         try:
             return super().execute(context)
         except AirflowSensorTimeout:
-            if self.on_timeout == "fail":
-                raise
-            return self._report(self.check(), True, self._stop_open_loops())
+            return self._timed_out(self.check())
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         validated = validate_execute_complete_event(event)
         if validated["status"] not in ("success", "timeout"):
             raise AirflowException(f"Waiting for human loops failed: {validated.get('message')}")
         progress = ReviewProgress(**validated["progress"])
-        timed_out = validated["status"] == "timeout"
-        if timed_out and self.on_timeout == "fail":
-            raise AirflowSensorTimeout(f"Human loops not done in time: {progress.describe()}")
-        return self._report(progress, timed_out, self._stop_open_loops() if timed_out else 0)
+        if validated["status"] == "timeout":
+            return self._timed_out(progress)
+        return self._report(progress, False)
+
+    def _timed_out(self, progress: ReviewProgress) -> dict[str, Any]:
+        """Stop the open loops, then fail or go on with what is complete, as ``on_timeout`` says."""
+        stopped = self._stop_open_loops()
+        if self.on_timeout == "fail":
+            raise AirflowSensorTimeout(
+                f"Human loops not done in time: {progress.describe()}; stopped {stopped} open loops"
+            )
+        return self._report(progress, True, stopped)
 
     def _stop_open_loops(self) -> int:
         """Stop the run's loops still InProgress (one more paged listing, one call per open loop)."""
         if not self.stop_open_loops:
             return 0
-        prefix = self.loops["name_prefix"]
         open_loops = [
             summary["HumanLoopName"]
             for summary in self.summaries()
-            if summary["HumanLoopName"].startswith(prefix) and summary["HumanLoopStatus"] == "InProgress"
+            if summary["HumanLoopName"] in self.own_loop_names and summary["HumanLoopStatus"] == "InProgress"
         ]
         stopped = sum(self.hook.stop_human_loop(name) for name in open_loops)
         self.log.warning("Stopped %d human loops still open at the timeout", stopped)

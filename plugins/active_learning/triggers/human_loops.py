@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from active_learning.hooks.a2i import A2IRuntimeHook, list_human_loops_request
-from active_learning.reviews import ReviewProgress
+from active_learning.manifest import read_manifest
+from active_learning.reviews import ReviewProgress, loop_names
+from active_learning.settings import split_s3_uri
 
 
 class HumanLoopTrigger(BaseTrigger):
@@ -20,10 +23,9 @@ class HumanLoopTrigger(BaseTrigger):
     not an error, so the task decides whether to go on with what is complete.
 
     :param flow_definition_arn: the flow definition of the loops.
-    :param name_prefix: what the run's loop names start with.
+    :param human_loops_uri: the run's ``human-loops.jsonl``: only the loops named there count.
     :param created_after: ISO time before the run's first loop was created.
     :param created_before: ISO time after the run's last loop was created (optional).
-    :param expected: how many loops the run started.
     :param min_completed_fraction: share of completed loops that is enough.
     :param deadline: ISO time after which a ``timeout`` event is sent.
     :param poll_interval: seconds between checks.
@@ -33,9 +35,8 @@ class HumanLoopTrigger(BaseTrigger):
         self,
         *,
         flow_definition_arn: str,
-        name_prefix: str,
+        human_loops_uri: str,
         created_after: str,
-        expected: int,
         min_completed_fraction: float,
         deadline: str,
         poll_interval: float = 60,
@@ -47,10 +48,9 @@ class HumanLoopTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.flow_definition_arn = flow_definition_arn
-        self.name_prefix = name_prefix
+        self.human_loops_uri = human_loops_uri
         self.created_after = created_after
         self.created_before = created_before
-        self.expected = expected
         self.min_completed_fraction = min_completed_fraction
         self.deadline = deadline
         self.poll_interval = poll_interval
@@ -64,10 +64,9 @@ class HumanLoopTrigger(BaseTrigger):
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "flow_definition_arn": self.flow_definition_arn,
-                "name_prefix": self.name_prefix,
+                "human_loops_uri": self.human_loops_uri,
                 "created_after": self.created_after,
                 "created_before": self.created_before,
-                "expected": self.expected,
                 "min_completed_fraction": self.min_completed_fraction,
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
@@ -78,15 +77,27 @@ class HumanLoopTrigger(BaseTrigger):
             },
         )
 
-    def hook(self) -> A2IRuntimeHook:
-        return A2IRuntimeHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
+    def _connection(self) -> dict[str, Any]:
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
 
-    async def progress(self, client: Any) -> ReviewProgress:
+    def hook(self) -> A2IRuntimeHook:
+        return A2IRuntimeHook(**self._connection())
+
+    async def own_loop_names(self) -> frozenset[str]:
+        """The run's loops, read once from its ``human-loops.jsonl``."""
+        bucket, key = split_s3_uri(self.human_loops_uri)
+        async with await S3Hook(**self._connection()).get_async_conn() as s3:
+            response = await s3.get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as body:
+                data = await body.read()
+        return loop_names(read_manifest(data.decode("utf-8").splitlines()))
+
+    async def progress(self, client: Any, names: frozenset[str]) -> ReviewProgress:
         """One check: every page of the run's creation-time window of the flow definition's loops."""
         paginator = client.get_paginator("list_human_loops")
         pages = paginator.paginate(
@@ -97,14 +108,15 @@ class HumanLoopTrigger(BaseTrigger):
             )
         )
         summaries = [summary async for page in pages for summary in page["HumanLoopSummaries"]]
-        return ReviewProgress.from_summaries(summaries, self.name_prefix, self.expected)
+        return ReviewProgress.from_summaries(summaries, names)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = datetime.fromisoformat(self.deadline)
         try:
+            names = await self.own_loop_names()
             async with await self.hook().get_async_conn() as client:
                 while True:
-                    progress = await self.progress(client)
+                    progress = await self.progress(client, names)
                     self.log.info("Human loops: %s", progress.describe())
                     if progress.is_done(self.min_completed_fraction):
                         yield TriggerEvent({"status": "success", "progress": progress.to_dict()})

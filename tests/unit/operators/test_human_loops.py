@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from active_learning.classes import VOC_CLASSES
 from active_learning.naming import human_loop_name
@@ -137,10 +137,38 @@ def test_template_fields(op: StartHumanLoopsOperator) -> None:
     assert {"settings", "day", "flow_definition_arn", "aws_conn_id"} <= set(op.template_fields)
 
 
+def listing(
+    *records_and_times: tuple[dict[str, Any], datetime], status: str = "InProgress"
+) -> dict[str, Any]:
+    """A ListHumanLoops page of the flow definition: the given loops (and one of another day)."""
+    other_day = human_loop_name("active-learning", "2026-11-25", source("old.jpg"))
+    summaries = [
+        {"HumanLoopName": other_day, "HumanLoopStatus": "Completed", "CreationTime": datetime.now(UTC)}
+    ] + [
+        {"HumanLoopName": loop_name(record), "HumanLoopStatus": status, "CreationTime": created}
+        for record, created in records_and_times
+    ]
+    return {"HumanLoopSummaries": [summary | {"FlowDefinitionArn": FLOW_ARN} for summary in summaries]}
+
+
+LIST_PARAMS = {
+    "FlowDefinitionArn": FLOW_ARN,
+    "CreationTimeAfter": ANY,
+    "CreationTimeBefore": ANY,
+    "SortOrder": "Ascending",
+    "MaxResults": 100,
+}
+
+
+def marker(record: dict[str, Any]) -> str:
+    return f"{RUNS}human-loops/{loop_name(record)}.json"
+
+
 def test_starts_one_loop_per_review_with_the_models_boxes(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
     put_lines(s3, PREDICTIONS, [CAT, DOG, EMPTY, OVER_BUDGET])
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
     a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
     a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
     before = datetime.now(UTC)
@@ -161,24 +189,28 @@ def test_starts_one_loop_per_review_with_the_models_boxes(
         "flow_definition_arn": FLOW_ARN,
     }
     lines = read_lines(s3, HUMAN_LOOPS)
-    # Loops started now are stamped with the task's start (no DescribeHumanLoop on a first try).
-    created = {datetime.fromisoformat(line.pop("created")) for line in lines}
-    assert len(created) == 1
-    assert before <= created.pop() <= after
+    for line in lines:
+        assert before <= datetime.fromisoformat(line.pop("created")) <= after
     expected = [
         {"name": loop_name(record), "source": record["source"], "reason": record["reason"]}
-        | {"arn": loop_arn(record), "started": True}
+        | {"arn": loop_arn(record), "started": True, "flow_definition_arn": FLOW_ARN}
         for record in (CAT, EMPTY)
     ]
     assert lines == sorted(expected, key=lambda line: line["name"])
     assert all(line["name"].startswith(result["name_prefix"]) for line in expected)
+    # each loop was recorded as it started, before the day's file
+    for record in (CAT, EMPTY):
+        [recorded] = read_lines(s3, marker(record))
+        assert recorded["name"] == loop_name(record)
 
 
-def test_a_retry_adopts_the_loop_the_first_try_started(
+def test_a_retry_adopts_the_loop_a_conflict_reports(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
+    """A loop A2I does not list yet (listings lag) but answers ConflictException for is adopted."""
     put_lines(s3, PREDICTIONS, [CAT, EMPTY])
-    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
     a2i.add_client_error(
         "start_human_loop",
         service_error_code="ConflictException",
@@ -186,123 +218,114 @@ def test_a_retry_adopts_the_loop_the_first_try_started(
         http_status_code=409,
         expected_params=start_params(CAT, CAT_BOXES),
     )
-    a2i.add_response(
-        "describe_human_loop",
-        {
-            "CreationTime": first_try,
-            "HumanLoopStatus": "InProgress",
-            "HumanLoopName": loop_name(CAT),
-            "HumanLoopArn": loop_arn(CAT),
-            "FlowDefinitionArn": FLOW_ARN,
-        },
-        {"HumanLoopName": loop_name(CAT)},
-    )
+    a2i.add_response("describe_human_loop", described(CAT, first_try), {"HumanLoopName": loop_name(CAT)})
     a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
 
     result = op.execute(context)
 
     assert (result["loops"], result["started"], result["adopted"]) == (2, 1, 1)
-    # The sensor lists loops created after this: the adopted loop must be in that window.
-    created_after = datetime.fromisoformat(result["created_after"])
-    assert created_after < first_try
-    assert created_after == first_try - timedelta(minutes=5)
+    assert datetime.fromisoformat(result["created_after"]) == first_try - timedelta(minutes=5)
     lines = {line["source"]: line for line in read_lines(s3, HUMAN_LOOPS)}
-    assert lines[CAT["source"]] == {
-        "name": loop_name(CAT),
-        "source": CAT["source"],
-        "reason": "low-confidence",
-        "arn": loop_arn(CAT),
+    assert lines[CAT["source"]] == earlier_line(CAT, first_try) | {
         "started": False,
-        "created": first_try.isoformat(),
+        "flow_definition_arn": FLOW_ARN,
     }
     assert lines[EMPTY["source"]]["started"] is True
 
 
-def test_a_rerun_describes_loops_a2i_answers_like_new_and_adopts_the_old_one(
+def test_a_rerun_after_a_kill_finds_the_earlier_loops_in_a2i_and_does_not_start_them_again(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
-    # A first try of the day wrote its file; this run (try 1 of a new run: the file alone is enough)
-    # gets 200 for the cat's identical repeated start, as A2I answers it, so it must ask when it began.
+    """Issue 7.1: killed mid-start, no file, rerun hours later as try 1 of a new run: the cat's loop,
+    which A2I would answer with 200 like a new one, is adopted with its real creation time, so the
+    sensor's window covers it."""
     context["ti"].try_number = 1
-    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    put_lines(s3, HUMAN_LOOPS, [earlier_line(CAT, first_try)])
+    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     put_lines(s3, PREDICTIONS, [CAT, EMPTY])
-    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
-    a2i.add_response("describe_human_loop", described(CAT, first_try), {"HumanLoopName": loop_name(CAT)})
+    a2i.add_response("list_human_loops", listing((CAT, first_try)), LIST_PARAMS)
+    # Only the empty image's start is queued: starting the cat again would fail the stub.
     a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
-    just_now = datetime.now(UTC)
-    a2i.add_response("describe_human_loop", described(EMPTY, just_now), {"HumanLoopName": loop_name(EMPTY)})
 
     result = op.execute(context)
 
     assert (result["loops"], result["started"], result["adopted"]) == (2, 1, 1)
     assert datetime.fromisoformat(result["created_after"]) == first_try - timedelta(minutes=5)
     lines = {line["source"]: line for line in read_lines(s3, HUMAN_LOOPS)}
-    assert lines[CAT["source"]] == earlier_line(CAT, first_try) | {"started": False}
-    assert lines[EMPTY["source"]]["started"] is True
-    assert lines[EMPTY["source"]]["created"] == just_now.isoformat()
+    assert lines[CAT["source"]]["created"] == first_try.isoformat()
+    assert lines[CAT["source"]]["arn"] == loop_arn(CAT)
+    assert lines[CAT["source"]]["started"] is False
 
 
-def test_a_retry_without_an_earlier_file_describes_too(
+def test_the_day_is_listed_from_its_start_until_after_now(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
-    # The first try started the loop, then died before writing human-loops.jsonl.
-    context["ti"].try_number = 2
-    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
-    put_lines(s3, PREDICTIONS, [CAT])
+    put_lines(s3, PREDICTIONS, [])
+    requests: list[dict[str, Any]] = []
+    op.hook.conn.meta.events.register(
+        "provide-client-params.sagemaker-a2i-runtime.ListHumanLoops",
+        lambda params, **_: requests.append(dict(params)),
+    )
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
+
+    op.execute(context)
+
+    [request] = requests
+    assert request["CreationTimeAfter"] == datetime(2026, 11, 25, 23, 55, tzinfo=UTC)
+    assert request["CreationTimeBefore"] > datetime.now(UTC) + timedelta(minutes=4)
+
+
+def test_loops_of_a_killed_run_whose_images_are_no_longer_routed_are_kept(
+    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
+) -> None:
+    """Issue 7.2: the killed run routed the dog and started its loop, wrote no file; the model changed
+    and the rerun routes only the cat. The dog's paid loop is kept, with its image, to be harvested."""
+    context["ti"].try_number = 1
+    first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    put_lines(s3, PREDICTIONS, [CAT, DOG])
+    a2i.add_response("list_human_loops", listing((DOG, first_try), status="Completed"), LIST_PARAMS)
     a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
-    a2i.add_response("describe_human_loop", described(CAT, first_try), {"HumanLoopName": loop_name(CAT)})
 
     result = op.execute(context)
 
-    assert (result["loops"], result["started"], result["adopted"]) == (1, 0, 1)
+    assert (result["loops"], result["started"], result["adopted"]) == (2, 1, 1)
     assert datetime.fromisoformat(result["created_after"]) == first_try - timedelta(minutes=5)
-    assert read_lines(s3, HUMAN_LOOPS) == [earlier_line(CAT, first_try) | {"started": False}]
+    lines = {line["name"]: line for line in read_lines(s3, HUMAN_LOOPS)}
+    assert set(lines) == {loop_name(CAT), loop_name(DOG)}
+    assert lines[loop_name(DOG)]["source"] == DOG["source"]
+    assert lines[loop_name(DOG)]["started"] is False
+    assert lines[loop_name(CAT)]["started"] is True
 
 
-def test_a_first_try_without_an_earlier_file_never_describes(
+def test_loops_of_the_earlier_file_and_markers_are_kept_when_a2i_does_not_list_them(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
-    context["ti"].try_number = 1
-    put_lines(s3, PREDICTIONS, [CAT, EMPTY])
-    # Only the starts are queued: a DescribeHumanLoop call would fail the task.
-    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
-    a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
-
-    result = op.execute(context)
-
-    assert (result["loops"], result["started"], result["adopted"]) == (2, 2, 0)
-
-
-def test_loops_of_an_earlier_try_whose_image_is_no_longer_routed_are_kept(
-    s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
-) -> None:
-    # The earlier try routed the dog to review; the rerun's predictions do not any more.
-    context["ti"].try_number = 1
+    """Loops under an earlier flow definition (another listing) are known from the file and markers."""
     first_try = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     gone = {**DOG, "review": True, "reason": "low-confidence"}
     put_lines(s3, HUMAN_LOOPS, [earlier_line(gone, first_try)])
-    put_lines(s3, PREDICTIONS, [CAT, DOG])
+    empty_marker = earlier_line(EMPTY, first_try) | {"flow_definition_arn": f"{FLOW_ARN}-old"}
+    put_lines(s3, marker(EMPTY), [empty_marker])
+    put_lines(s3, PREDICTIONS, [CAT, DOG, {**EMPTY, "review": False}])
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
     a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(CAT)}, start_params(CAT, CAT_BOXES))
-    a2i.add_response(
-        "describe_human_loop", described(CAT, datetime.now(UTC)), {"HumanLoopName": loop_name(CAT)}
-    )
 
     result = op.execute(context)
 
-    assert (result["loops"], result["started"], result["adopted"]) == (2, 1, 1)
-    # The sensor's window and count include the kept loop.
-    assert datetime.fromisoformat(result["created_after"]) == first_try - timedelta(minutes=5)
+    assert (result["loops"], result["started"], result["adopted"]) == (3, 1, 2)
     lines = {line["source"]: line for line in read_lines(s3, HUMAN_LOOPS)}
-    assert set(lines) == {CAT["source"], DOG["source"]}
-    assert lines[DOG["source"]] == earlier_line(gone, first_try) | {"started": False}
-    assert lines[CAT["source"]]["started"] is True
+    assert set(lines) == {CAT["source"], DOG["source"], EMPTY["source"]}
+    assert lines[DOG["source"]] == earlier_line(gone, first_try) | {
+        "started": False,
+        "flow_definition_arn": None,
+    }
+    assert lines[EMPTY["source"]] == empty_marker | {"started": False}
 
 
 def test_the_window_ends_a_few_minutes_after_the_task(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
     put_lines(s3, PREDICTIONS, [EMPTY])
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
     a2i.add_response("start_human_loop", {"HumanLoopArn": loop_arn(EMPTY)}, start_params(EMPTY, []))
 
     result = op.execute(context)
@@ -319,6 +342,7 @@ def test_an_error_other_than_conflict_fails_the_task(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
     put_lines(s3, PREDICTIONS, [CAT])
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
     a2i.add_client_error(
         "start_human_loop",
         service_error_code="ValidationException",
@@ -338,8 +362,9 @@ def test_no_review_means_no_loop_and_an_empty_file(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
     put_lines(s3, PREDICTIONS, [DOG, OVER_BUDGET])
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
 
-    result = op.execute(context)  # the Stubber has no answer queued: any call would fail
+    result = op.execute(context)  # no start queued: any start would fail
 
     assert (result["loops"], result["started"], result["adopted"]) == (0, 0, 0)
     assert read_text(s3, HUMAN_LOOPS) == ""
@@ -348,6 +373,7 @@ def test_no_review_means_no_loop_and_an_empty_file(
 def test_missing_predictions_fail_the_task(
     s3: Any, a2i: Stubber, op: StartHumanLoopsOperator, context: dict[str, Any]
 ) -> None:
+    a2i.add_response("list_human_loops", listing(), LIST_PARAMS)
     with pytest.raises(ClientError) as raised:
         op.execute(context)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
 from botocore.stub import Stubber
+from moto import mock_aws
 
 from active_learning.reviews import ReviewProgress
 from active_learning.sensors.human_loops import HumanLoopSensor
@@ -37,11 +40,31 @@ BASE_PARAMS = {
 WINDOW_PARAMS = BASE_PARAMS | {"CreationTimeBefore": CREATED_BEFORE}
 
 
+BUCKET = "my-bucket"
+HUMAN_LOOPS_KEY = "active-learning/runs/2026-11-26/human-loops.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def s3() -> Iterator[Any]:
+    """moto S3 holding the run's human-loops.jsonl (written by make_sensor)."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def write_own_loops(names: list[str]) -> None:
+    """The run's human-loops.jsonl, as StartHumanLoopsOperator writes it."""
+    body = "".join(json.dumps({"name": name, "source": f"s3://{BUCKET}/{name}.jpg"}) + "\n" for name in names)
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=BUCKET, Key=HUMAN_LOOPS_KEY, Body=body)
+
+
 def human_loops(loops: int, windowed: bool = False) -> dict[str, Any]:
     """What StartHumanLoopsOperator returns; ``windowed`` adds created_before (older results lack it)."""
     result = {
         "loops": loops,
         "name_prefix": PREFIX,
+        "human_loops_uri": f"s3://{BUCKET}/{HUMAN_LOOPS_KEY}",
         "created_after": CREATED_AFTER.isoformat(),
         "flow_definition_arn": FLOW_ARN,
     }
@@ -51,6 +74,8 @@ def human_loops(loops: int, windowed: bool = False) -> dict[str, Any]:
 
 
 def make_sensor(loops: int = 3, windowed: bool = False, **kwargs: Any) -> HumanLoopSensor:
+    """A sensor for a run whose own loops are ``loop(0)`` .. ``loop(loops - 1)``."""
+    write_own_loops([loop(i) for i in range(loops)])
     return HumanLoopSensor(
         task_id="wait_for_human_loops",
         human_loops=human_loops(loops, windowed),
@@ -359,9 +384,11 @@ def test_timeout_with_continue_returns_what_is_complete(never_done: Any) -> None
 def test_timeout_with_fail_raises(never_done: Any) -> None:
     sensor, _, stopped = never_done("fail")
 
-    with pytest.raises(AirflowSensorTimeout):
+    with pytest.raises(AirflowSensorTimeout, match="stopped 1 open loops"):
         sensor.execute({})
-    assert stopped == []  # a failed task leaves the loops for a retry to wait on
+    # Issue 7.4: stopped before failing (a timed-out sensor is not retried): nobody works on them
+    # for nothing, and the answers already given are harvested by augmented_manifest
+    assert stopped == [loop(1)]
 
 
 # --- deferrable --------------------------------------------------------------------------------
@@ -396,10 +423,9 @@ def test_deferrable_execute_defers_to_the_trigger_without_any_call(windowed: boo
     assert deadline.tzinfo is not None
     assert kwargs == {
         "flow_definition_arn": FLOW_ARN,
-        "name_prefix": PREFIX,
+        "human_loops_uri": f"s3://{BUCKET}/{HUMAN_LOOPS_KEY}",
         "created_after": CREATED_AFTER.isoformat(),
         "created_before": CREATED_BEFORE.isoformat() if windowed else None,
-        "expected": 7,
         "min_completed_fraction": 0.9,
         "poll_interval": 30,
         "aws_conn_id": None,
@@ -451,9 +477,15 @@ def test_execute_complete_goes_on_after_a_timeout_when_told_to_continue(
 
 def test_execute_complete_fails_after_a_timeout_when_told_to_fail() -> None:
     sensor = make_sensor(deferrable=True, on_timeout="fail")
+    with Stubber(sensor.hook.conn) as stub:
+        open_loops = [summary(loop(0), "Completed"), summary(loop(1), "InProgress")]
+        stub.add_response("list_human_loops", {"HumanLoopSummaries": open_loops}, BASE_PARAMS)
+        stub.add_response("stop_human_loop", {}, {"HumanLoopName": loop(1)})
 
-    with pytest.raises(AirflowSensorTimeout, match="1/3 loops terminal"):
-        sensor.execute_complete({}, event("timeout", {"Completed": 1, "InProgress": 2}))
+        with pytest.raises(AirflowSensorTimeout, match=r"1/3 loops terminal.*stopped 1 open loops"):
+            sensor.execute_complete({}, event("timeout", {"Completed": 1, "InProgress": 2}))
+
+        stub.assert_no_pending_responses()
 
 
 def test_execute_complete_raises_on_an_error_event() -> None:

@@ -21,6 +21,7 @@ PREFIX = "active-learning-20261126-"
 OTHER_DAY = "active-learning-20261125-"
 CREATED_AFTER = datetime(2026, 11, 26, 0, 55, tzinfo=UTC)
 CREATED_BEFORE = datetime(2026, 11, 26, 1, 35, tzinfo=UTC)
+HUMAN_LOOPS_URI = "s3://my-bucket/active-learning/runs/2026-11-26/human-loops.jsonl"
 
 
 def loop(index: int, prefix: str = PREFIX) -> str:
@@ -41,9 +42,8 @@ def page(*summaries: dict[str, Any]) -> dict[str, Any]:
 def make_trigger(**overrides: Any) -> HumanLoopTrigger:
     kwargs: dict[str, Any] = {
         "flow_definition_arn": FLOW_ARN,
-        "name_prefix": PREFIX,
+        "human_loops_uri": HUMAN_LOOPS_URI,
         "created_after": CREATED_AFTER.isoformat(),
-        "expected": 2,
         "min_completed_fraction": 1.0,
         "deadline": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
         "poll_interval": 0,
@@ -122,9 +122,18 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def run_with(
-    monkeypatch: pytest.MonkeyPatch, trigger: HumanLoopTrigger, connection: FakeConnection | Exception
+    monkeypatch: pytest.MonkeyPatch,
+    trigger: HumanLoopTrigger,
+    connection: FakeConnection | Exception,
+    own: int = 2,
 ) -> list[dict[str, Any]]:
+    """Run the trigger to its event; the run's own loops are ``loop(0)`` .. ``loop(own - 1)``."""
     monkeypatch.setattr(HumanLoopTrigger, "hook", lambda self: FakeHook(connection))
+
+    async def own_loop_names(self: HumanLoopTrigger) -> frozenset[str]:
+        return frozenset(loop(i) for i in range(own))
+
+    monkeypatch.setattr(HumanLoopTrigger, "own_loop_names", own_loop_names)
 
     async def collect() -> list[dict[str, Any]]:
         return [event.payload async for event in trigger.run()]
@@ -138,7 +147,6 @@ def run_with(
 def test_serialize_round_trips_through_its_own_classpath() -> None:
     trigger = make_trigger(
         created_before=CREATED_BEFORE.isoformat(),
-        expected=1000,
         min_completed_fraction=0.8,
         poll_interval=300.0,
         aws_conn_id="aws_default",
@@ -155,7 +163,7 @@ def test_serialize_round_trips_through_its_own_classpath() -> None:
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["created_before"] == CREATED_BEFORE.isoformat()
     assert rebuilt.created_before == CREATED_BEFORE.isoformat()
-    assert kwargs["expected"] == 1000
+    assert kwargs["human_loops_uri"] == HUMAN_LOOPS_URI
     assert kwargs["min_completed_fraction"] == 0.8
     assert kwargs["botocore_config"] == {"retries": {"mode": "adaptive"}}
     assert json.loads(json.dumps(kwargs)) == kwargs  # plain values only
@@ -265,9 +273,9 @@ def test_run_finishes_early_once_enough_loops_completed(
     client = FakeClient(
         [[page(*(summary(loop(i), "Completed") for i in range(8)), summary(loop(8), "InProgress"))]]
     )
-    trigger = make_trigger(expected=10, min_completed_fraction=0.8)
+    trigger = make_trigger(min_completed_fraction=0.8)
 
-    events = run_with(monkeypatch, trigger, FakeConnection(client))
+    events = run_with(monkeypatch, trigger, FakeConnection(client), own=10)
 
     assert [event["status"] for event in events] == ["success"]
     assert events[0]["progress"]["counts"] == {"Completed": 8, "InProgress": 1}
