@@ -10,6 +10,8 @@ TAG_VALIDATION_MAP = "active-learning:validation-mAP"
 TAG_TRAINING_LINES = "active-learning:training-lines"
 TAG_TRAINING_JOB = "active-learning:training-job"
 TAG_BASE_MODEL = "active-learning:base-model"
+# On a training job whose model an endpoint update rolled back: the day's next attempt trains anew.
+TAG_REJECTED = "active-learning:rejected"
 VALIDATION_METRIC = "validation:mAP"
 
 # The seed's hyperparameters (the first model's), continuing from the previous model's weights.

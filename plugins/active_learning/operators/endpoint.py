@@ -8,7 +8,12 @@ from typing import Any
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, conf
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    conf,
+)
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from active_learning.hooks.models import ModelLineageHook, ServingModel
@@ -19,6 +24,7 @@ from active_learning.operators.deploy import WAITING_STATUSES, EndpointWaitMixin
 from active_learning.operators.training import final_metric
 from active_learning.settings import LoopSettings
 from active_learning.training_data import (
+    TAG_REJECTED,
     TAG_TRAINING_JOB,
     TAG_TRAINING_LINES,
     TAG_VALIDATION_MAP,
@@ -214,11 +220,28 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
         serving = _serving_or_fail(self.hook, settings.endpoint_name)
         return self._verify(settings, self.target_config(settings, serving), previous_config)
 
+    def _reject_trained_model(self, reason: str) -> None:
+        """Tag the training job whose model did not load, so that the day's next try retrains."""
+        job = self.hook.describe_training_job(as_mapping(self.training, "training")["training_job_name"])
+        self.hook.conn.add_tags(
+            ResourceArn=job["TrainingJobArn"], Tags=[{"Key": TAG_REJECTED, "Value": reason[:256]}]
+        )
+
     def _verify(
         self, settings: LoopSettings, config: str, previous_config: str | None = None
     ) -> dict[str, Any]:
         described = self.hook.describe_endpoint(settings.endpoint_name)
-        if described["EndpointStatus"] != "InService" or described["EndpointConfigName"] != config:
+        if described["EndpointStatus"] == "InService" and described["EndpointConfigName"] != config:
+            reason = described.get("FailureReason") or "no failure reason given"
+            self._reject_trained_model(reason)
+            # retrying would deploy the same model and roll back again: fail once; clearing the
+            # day trains a new attempt instead of this job
+            raise AirflowFailException(
+                f"Endpoint {settings.endpoint_name} rolled back to {described['EndpointConfigName']} "
+                f"instead of {config}: {reason}. The training job is marked rejected: clear the day's "
+                "incremental_training to train a new attempt"
+            )
+        if described["EndpointStatus"] != "InService":
             raise AirflowException(
                 f"Endpoint {settings.endpoint_name} did not switch to {config}: it is "
                 f"{described['EndpointStatus']} on {described['EndpointConfigName']} "

@@ -27,6 +27,7 @@ from active_learning.operators.base import (
 from active_learning.settings import LoopSettings, split_s3_uri
 from active_learning.training_data import (
     TAG_BASE_MODEL,
+    TAG_REJECTED,
     TAG_TRAINING_LINES,
     VALIDATION_METRIC,
     hyperparameters,
@@ -50,9 +51,10 @@ class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineag
     Training data is every line of every ``runs/<day>/augmented.manifest`` up to the run's day, so
     days without training still count and the model does not forget. Validation is the configured
     fixed manifest, else a deterministic hold-out. Skips (not fails) when fewer than
-    ``min_new_labels`` lines arrived since the serving model was trained. The job name derives from
+    ``min_new_labels`` lines, or none, arrived since the serving model was trained. The job name derives from
     the day and the serving model: a retry re-attaches to the job it started and never starts a
-    second one; only after a Failed or Stopped job does a retry start a new attempt (at most 3 a day).
+    second one; only after a Failed or Stopped job, or one whose model an endpoint update rolled
+    back (tagged by ``UpdateEndpointOperator``), does a retry start a new attempt (at most 3 a day).
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the run's day, ``YYYY-MM-DD``.
@@ -145,15 +147,22 @@ class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineag
         return self._result(validated["job_name"])
 
     def _attempt_name(self, base: str) -> str:
-        """The day's job to attach to or start: the first attempt that did not fail or stop."""
+        """The day's job to attach to or start: the first attempt that did not fail or stop, and
+        whose model no endpoint update rolled back (clearing the day then trains a new attempt)."""
         for attempt in range(1, MAX_ATTEMPTS_PER_DAY + 1):
             name = base if attempt == 1 else f"{base[: 63 - 3]}-r{attempt}"
             job = self.hook.describe_or_none("describe_training_job", TrainingJobName=name)
-            if job is None or job["TrainingJobStatus"] not in ("Failed", "Stopped"):
+            if job is None:
                 return name
-            self.log.warning(
-                "Training job %s is %s: %s", name, job["TrainingJobStatus"], job.get("FailureReason")
-            )
+            if job["TrainingJobStatus"] in ("Failed", "Stopped"):
+                reason = job.get("FailureReason")
+            elif job["TrainingJobStatus"] == "Completed":
+                reason = self.hook.tags_of(job["TrainingJobArn"]).get(TAG_REJECTED)
+                if reason is None:
+                    return name
+            else:
+                return name
+            self.log.warning("Training job %s is %s: %s", name, job["TrainingJobStatus"], reason)
         raise AirflowException(f"{MAX_ATTEMPTS_PER_DAY} training attempts for this day failed; see {base}*")
 
     def _labelled_lines(self, settings: LoopSettings, day: date) -> Iterator[dict[str, Any]]:
@@ -178,7 +187,9 @@ class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineag
                     train.write(line)
         total = train.count + validation.count
         new_labels = total - trained_lines
-        if new_labels < settings.min_new_labels:
+        # never on no new label (min_new_labels=0 included): a rerun of a day whose model already
+        # serves would otherwise train and update again on the same lines, drifting each time
+        if new_labels < max(settings.min_new_labels, 1):
             raise AirflowSkipException(
                 f"{new_labels} new labelled images since the serving model (min_new_labels="
                 f"{settings.min_new_labels}): not training"

@@ -15,7 +15,12 @@ from unittest import mock
 import boto3
 import pytest
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, TaskDeferred
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from botocore.validate import validate_parameters
 from moto import mock_aws
@@ -27,7 +32,12 @@ from active_learning.operators.endpoint import (
     OptionalApprovalOperator,
     UpdateEndpointOperator,
 )
-from active_learning.training_data import TAG_TRAINING_JOB, TAG_TRAINING_LINES, TAG_VALIDATION_MAP
+from active_learning.training_data import (
+    TAG_REJECTED,
+    TAG_TRAINING_JOB,
+    TAG_TRAINING_LINES,
+    TAG_VALIDATION_MAP,
+)
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -293,15 +303,20 @@ def test_retry_after_a_successful_update_does_not_update_again(aws: Any, context
     assert fake.calls == []
 
 
-def test_rollback_raises_with_the_failure_reason(aws: Any, context: dict[str, Any]) -> None:
+def test_rollback_fails_once_and_marks_the_training_job_rejected(aws: Any, context: dict[str, Any]) -> None:
+    """Issue 7.6: retrying would deploy the same model and roll back again; the tag makes the day's
+    next training try start a new attempt instead of re-attaching to this job."""
     op, fake = _update(rollback=True, rollback_alarms=["endpoint-5xx"])
 
     with pytest.raises(
-        AirflowException,
-        match=rf"did not switch to {NEW_CONFIG}: it is InService on {SERVING_CONFIG} .*{ROLLBACK_REASON}",
+        AirflowFailException,
+        match=rf"rolled back to {SERVING_CONFIG} instead of {NEW_CONFIG}: {ROLLBACK_REASON}",
     ):
         op.execute(context)
     assert len(fake.calls) == 1
+    job_arn = aws.describe_training_job(TrainingJobName=JOB)["TrainingJobArn"]
+    tags = {tag["Key"]: tag["Value"] for tag in aws.list_tags(ResourceArn=job_arn)["Tags"]}
+    assert tags[TAG_REJECTED] == ROLLBACK_REASON
     assert aws.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == SERVING_CONFIG
     # Nothing was pruned: the config still in use and the serving model are there.
     aws.describe_endpoint_config(EndpointConfigName=SERVING_CONFIG)
@@ -372,7 +387,7 @@ def test_execute_complete_after_a_rollback_raises(aws: Any, context: dict[str, A
     with pytest.raises(TaskDeferred):
         op.execute(context)
 
-    with pytest.raises(AirflowException, match=f"did not switch to {NEW_CONFIG}.*{ROLLBACK_REASON}"):
+    with pytest.raises(AirflowFailException, match=f"instead of {NEW_CONFIG}: {ROLLBACK_REASON}"):
         op.execute_complete(context, {"status": "success", "job_name": ENDPOINT})
 
 

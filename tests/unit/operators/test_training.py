@@ -17,7 +17,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from active_learning.naming import endpoint_config_name, model_name, training_job_name
 from active_learning.operators.training import IncrementalTrainingOperator
-from active_learning.training_data import TAG_BASE_MODEL, TAG_TRAINING_LINES
+from active_learning.training_data import TAG_BASE_MODEL, TAG_REJECTED, TAG_TRAINING_LINES
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -257,6 +257,35 @@ def test_retry_after_a_failed_job_starts_the_next_attempt(context: dict[str, Any
     assert create.call_args.kwargs["TrainingJobName"] == f"{JOB}-r2"
     assert result["training_job_name"] == f"{JOB}-r2"
     assert result["model_data_url"].endswith(f"/{JOB}-r2/output/model.tar.gz")
+
+
+@pytest.mark.usefixtures("serving")
+def test_a_completed_job_whose_model_was_rolled_back_is_followed_by_a_new_attempt(
+    context: dict[str, Any],
+) -> None:
+    """Issue 7.6: re-attaching to it would roll the endpoint back again, day after day."""
+    first = _operator().execute(context)
+    sm = boto3.client("sagemaker", region_name=REGION)
+    job_arn = sm.describe_training_job(TrainingJobName=first["training_job_name"])["TrainingJobArn"]
+    sm.add_tags(ResourceArn=job_arn, Tags=[{"Key": TAG_REJECTED, "Value": "the model did not load"}])
+
+    retry = _operator()
+    create = _spy_create(retry)
+    result = retry.execute(context)
+
+    create.assert_called_once()
+    assert result["training_job_name"] == f"{JOB}-r2"
+
+
+def test_no_new_label_never_trains_even_with_min_new_labels_0(s3: Any, context: dict[str, Any]) -> None:
+    """Issue 7.5: a rerun of a day whose model already serves found 0 new lines and trained again."""
+    _serve(training_lines=str(LINES_UP_TO_DAY))
+    op = _operator({**SETTINGS, "min_new_labels": 0})
+    create = _spy_create(op)
+
+    with pytest.raises(AirflowSkipException, match=r"0 new labelled images .*min_new_labels=0"):
+        op.execute(context)
+    create.assert_not_called()
 
 
 def test_too_few_new_labels_skips_without_training(s3: Any, context: dict[str, Any]) -> None:
