@@ -14,6 +14,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.encoders import coerce_to_core_timetable
 from airflow.timetables.base import TimeRestriction
 
+from active_learning.hooks.retries import client_config
 from active_learning.settings import LoopSettings
 
 ROOT = Path(__file__).parents[2]
@@ -209,3 +210,11 @@ def test_dag_parses_quickly_enough_for_the_scheduler() -> None:
         "print(any(m in sys.modules for m in ('sagemaker', 'torch', 'mlflow', 'pandas')))"
     )
     assert run_python(code) == "False"
+
+
+def test_every_aws_task_retries_with_the_package_config(dag) -> None:
+    """Issue 7.16: tasks on botocore's default (legacy, 5 attempts) ran out under throttling."""
+    aws_tasks = [task for task in dag.tasks if hasattr(task, "aws_conn_id")]
+    assert len(aws_tasks) == 9
+    for task in aws_tasks:
+        assert task.botocore_config["retries"] == client_config()["retries"], task.task_id

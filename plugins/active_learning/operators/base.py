@@ -14,16 +14,11 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_code
+from active_learning.hooks.retries import RetryLog, client_config
 from active_learning.manifest import read_manifest, write_manifest
 from active_learning.settings import LoopSettings, SettingsError
 
 HookT = TypeVar("HookT", bound=AwsGenericHook)
-
-
-def concurrent_client_config(concurrency: int) -> dict[str, Any]:
-    """botocore config for many calls in flight: adaptive retries (client-side rate limiting on
-    throttling) and a connection pool as large as the concurrency."""
-    return {"retries": {"mode": "adaptive", "max_attempts": 10}, "max_pool_connections": max(concurrency, 10)}
 
 
 def trigger_connection(task: Any) -> dict[str, Any]:
@@ -48,7 +43,41 @@ def as_mapping(value: Any, name: str) -> Mapping[str, Any]:
     return value
 
 
-class LoopOperatorMixin:
+class RetryLoggingMixin:
+    """The package's retry config for every AWS task, and a log of the retries it needed.
+
+    Mixed into ``AwsBaseOperator``/``AwsBaseSensor`` subclasses, before them. The task's own hook and
+    its S3 hook are watched from ``pre_execute``; the total is logged after ``execute``.
+    """
+
+    log: Any
+    hook: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("botocore_config", client_config())
+        super().__init__(*args, **kwargs)
+
+    @cached_property
+    def retry_log(self) -> RetryLog:
+        return RetryLog(self.log)
+
+    def pre_execute(self, context: Any) -> None:
+        super().pre_execute(context)  # type: ignore[misc]
+        self.retry_log.watch(self.hook.conn)
+        self.retry_log.watch(self.s3.get_conn())
+
+    def post_execute(self, context: Any, result: Any = None) -> None:
+        super().post_execute(context, result)  # type: ignore[misc]
+        if self.retry_log.calls:
+            self.log.info("AWS requests: %s", self.retry_log.describe())
+
+    @cached_property
+    def s3(self) -> S3Hook:
+        """One S3 hook per task: each new hook builds its own session (and assumes the role again)."""
+        return S3Hook(**self._hook_parameters)  # type: ignore[attr-defined]
+
+
+class LoopOperatorMixin(RetryLoggingMixin):
     """Settings and run day of the loop, from the operator's templated ``settings`` and ``day``.
 
     Mixed into ``AwsBaseOperator`` subclasses; nothing here does I/O at construction.
@@ -73,11 +102,6 @@ class LoopOperatorMixin:
     def other_hook(self, hook_class: type[HookT]) -> HookT:
         """Another AWS hook on the same connection, region and botocore config as the operator's."""
         return hook_class(**self._hook_parameters)
-
-    @cached_property
-    def s3(self) -> S3Hook:
-        """One S3 hook per operator: each new hook builds its own session (and assumes the role again)."""
-        return self.other_hook(S3Hook)
 
 
 class S3JsonLinesWriter:

@@ -13,11 +13,11 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from active_learning.concurrency import bounded_map
 from active_learning.detections import Detection, to_pixel_boxes
 from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.hooks.retries import client_config
 from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import human_loop_arn, human_loop_name, human_loop_prefix
 from active_learning.operators.base import (
     LoopOperatorMixin,
-    concurrent_client_config,
     iter_json_lines,
     iter_keys,
     put_json_lines,
@@ -63,7 +63,7 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
         max_initial_boxes: int = 50,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("botocore_config", concurrent_client_config(concurrency))
+        kwargs.setdefault("botocore_config", client_config(concurrency))
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day

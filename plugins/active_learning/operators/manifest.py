@@ -13,11 +13,11 @@ from airflow.providers.common.compat.sdk import AirflowException
 
 from active_learning.concurrency import bounded_map
 from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.hooks.retries import client_config
 from active_learning.manifest import ManifestConversionError, a2i_output_to_manifest_line
 from active_learning.operators.base import (
     LoopOperatorMixin,
     S3JsonLinesWriter,
-    concurrent_client_config,
     iter_json_lines,
 )
 from active_learning.settings import split_s3_uri
@@ -41,7 +41,7 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
     def __init__(
         self, *, settings: Mapping[str, Any] | str, day: str, concurrency: int = 8, **kwargs: Any
     ) -> None:
-        kwargs.setdefault("botocore_config", concurrent_client_config(concurrency))
+        kwargs.setdefault("botocore_config", client_config(concurrency))
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day

@@ -17,11 +17,11 @@ from PIL import Image, UnidentifiedImageError
 from active_learning.concurrency import bounded_map
 from active_learning.detections import PredictionParseError, parse_prediction, top_score
 from active_learning.hooks.errors import error_code, error_message
+from active_learning.hooks.retries import client_config
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
 from active_learning.operators.base import (
     LoopOperatorMixin,
     S3JsonLinesWriter,
-    concurrent_client_config,
     iter_keys,
 )
 from active_learning.routing import Decision, ReviewBudget, RoutingPolicy
@@ -83,7 +83,7 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
     def __init__(
         self, *, settings: Mapping[str, Any] | str, day: str, concurrency: int = 8, **kwargs: Any
     ) -> None:
-        kwargs.setdefault("botocore_config", concurrent_client_config(concurrency))
+        kwargs.setdefault("botocore_config", client_config(concurrency))
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
@@ -16,13 +15,13 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from active_learning.hooks.a2i import A2IRuntimeHook
-from active_learning.operators.base import as_mapping, iter_json_lines, trigger_connection
+from active_learning.operators.base import RetryLoggingMixin, as_mapping, iter_json_lines, trigger_connection
 from active_learning.reviews import ReviewProgress, loop_names
 from active_learning.settings import split_s3_uri
 from active_learning.triggers.human_loops import HumanLoopTrigger
 
 
-class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
+class HumanLoopSensor(RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
     """Wait until a run's human loops are terminal (Completed, Failed, Stopped), or enough completed.
 
     One check pages ``ListHumanLoops`` over the run's window (FlowDefinitionArn, CreationTimeAfter,
@@ -87,7 +86,7 @@ class HumanLoopSensor(AwsBaseSensor[A2IRuntimeHook]):
     def own_loop_names(self) -> frozenset[str]:
         """The run's loops, read once from its ``human-loops.jsonl``."""
         bucket, key = split_s3_uri(self.loops["human_loops_uri"])
-        return loop_names(iter_json_lines(S3Hook(**self._hook_parameters), bucket, key))
+        return loop_names(iter_json_lines(self.s3, bucket, key))
 
     def check(self) -> ReviewProgress:
         progress = ReviewProgress.from_summaries(self.summaries(), self.own_loop_names)

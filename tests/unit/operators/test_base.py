@@ -21,6 +21,7 @@ from active_learning.operators.base import (
 )
 from active_learning.operators.predict import BatchPredictOperator
 from active_learning.settings import LoopSettings, SettingsError
+from tests.aws_faults import Http503
 from tests.unit.operators.conftest import BUCKET, REGION, SETTINGS, operator_kwargs, put, read_text
 
 KEY = "active-learning/runs/2026-11-26/things.jsonl"
@@ -181,7 +182,7 @@ def test_run_day_rejects_bad_dates(day: str) -> None:
         make_operator(day=day).run_day  # noqa: B018
 
 
-def test_other_hooks_share_the_operators_connection_and_config() -> None:
+def test_the_s3_hook_shares_the_operators_connection_and_config() -> None:
     op = make_operator(region_name="eu-west-1", botocore_config={"retries": {"max_attempts": 3}})
 
     s3 = op.s3
@@ -191,3 +192,17 @@ def test_other_hooks_share_the_operators_connection_and_config() -> None:
     assert s3.region_name == "eu-west-1"
     assert s3.config.retries == {"max_attempts": 3}
     assert op.s3 is s3  # one hook (one session, one role assumption) per operator
+
+
+def test_retries_of_the_tasks_own_clients_are_logged_after_execute(
+    s3: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 7.16: 185 faulted requests produced no log line, only a slower day."""
+    op = make_operator()
+    op.pre_execute({})
+    op.s3.get_conn().meta.events.register_first("before-send.s3.ListObjectsV2", Http503(2))
+    op.s3.get_conn().list_objects_v2(Bucket=BUCKET)
+    op.post_execute({})
+
+    assert op.retry_log.describe() == "1 of 1 requests retried, 2 retries (ListObjectsV2 2)"
+    assert "AWS requests: 1 of 1 requests retried, 2 retries (ListObjectsV2 2)" in capfd.readouterr().out

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from active_learning.hooks.human_workflow import HumanWorkflowHook
+from active_learning.hooks.retries import client_config
 from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import A2I_NAME_PATTERN, flow_definition_name, task_ui_name
 from active_learning.operators.human_workflow import DEFAULT_TEMPLATE, CreateHumanReviewWorkflowOperator
@@ -333,6 +334,7 @@ def test_execute_defers_while_initializing_when_deferrable(
         "waiter_max_attempts": 11,
         "aws_conn_id": None,
         "region_name": REGION,
+        "botocore_config": client_config(),  # the package's retries, in the triggerer too
     }
     context["ti"].xcom_push.assert_called_once()  # the console link is there while it waits
 
