@@ -136,3 +136,11 @@ def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:
         for item in page.get("Contents", []):
             if not item["Key"].endswith("/"):
                 yield item["Key"]
+
+
+def iter_objects(s3_client: Any, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+    """``(key, size in bytes)`` of the objects under a prefix, from the same listing as :func:`iter_keys`."""
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith("/"):
+                yield item["Key"], item["Size"]
