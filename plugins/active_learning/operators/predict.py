@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,8 @@ def image_properties(data: bytes) -> tuple[str, int, int]:
                 image.verify()
     except UnidentifiedImageError as err:  # its message holds a memory address: keep reasons stable
         raise Quarantined("not a decodable image: not in a format Pillow can identify") from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    # IndexError, struct.error: what a reader raises on a malformed header (Image.open hides them)
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error, Image.DecompressionBombError) as err:
         raise Quarantined(f"not a decodable image: {err}") from err
     return image_format, width, height
 
