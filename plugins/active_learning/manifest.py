@@ -7,7 +7,8 @@ attribute with ``annotations`` and ``image_size``, and ``<attribute>-metadata`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -41,6 +42,34 @@ class _Box:
 
 
 @dataclass(frozen=True, slots=True)
+class DroppedBox:
+    """A reviewer's box left out of the manifest line, and why (for the conversion report).
+
+    :param answer: the index of the worker's answer in ``humanAnswers``.
+    :param box: the index of the box in that answer's ``boundingBoxes``.
+    :param label: the box's label as the worker gave it.
+    :param reason: why it was left out (outside the image, no size, unknown label).
+    """
+
+    answer: int
+    box: int
+    label: Any
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"answer": self.answer, "box": self.box, "label": self.label, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """What one A2I output gives: the manifest line (``None`` when no box is left) and the dropped boxes."""
+
+    source_ref: str
+    line: dict[str, Any] | None
+    dropped_boxes: tuple[DroppedBox, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     boxes: list[_Box]
     image_width: int
@@ -52,37 +81,66 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _answer(raw: Mapping[str, Any], loop: str, index: int, class_ids: Mapping[str, int]) -> _Answer:
+def _number(value: Any, where: str, field: str) -> float:
+    """A finite JSON number (``Infinity``/``NaN`` parse as floats in Python's json: refused here)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError
+        return float(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer too large for a float
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ManifestConversionError(f"{where}: {field} is not a finite number: {shown}") from None
+
+
+def _answer(
+    raw: Mapping[str, Any],
+    loop: str,
+    index: int,
+    class_ids: Mapping[str, int],
+    dropped: list[DroppedBox],
+) -> _Answer:
+    """One worker's answer; boxes with an unknown label or no area in the image go to ``dropped``."""
     where = f"human loop {loop!r}, answer {index}"
     try:
         result = raw["answerContent"]["annotatedResult"]
         size = result["inputImageProperties"]
-        width, height = int(size["width"]), int(size["height"])
+        raw_width, raw_height = size["width"], size["height"]
         raw_boxes = result.get("boundingBoxes") or []
         submission_time = str(raw["submissionTime"])
         _parse_time(submission_time)
     except (KeyError, TypeError, ValueError) as err:
         raise ManifestConversionError(f"{where}: not a bounding-box answer ({err!r})") from err
+    sizes = [_number(raw_width, where, "inputImageProperties.width")]
+    sizes.append(_number(raw_height, where, "inputImageProperties.height"))
+    if any(value != int(value) for value in sizes):
+        raise ManifestConversionError(f"{where}: image size {raw_width}x{raw_height} is not in whole pixels")
+    width, height = (int(value) for value in sizes)
     if width <= 0 or height <= 0:
         raise ManifestConversionError(f"{where}: image size {width}x{height} is not positive")
+    if not isinstance(raw_boxes, list):
+        raise ManifestConversionError(f"{where}: boundingBoxes is not a list: {raw_boxes!r}")
     boxes: list[_Box] = []
-    for raw_box in raw_boxes:
+    for number, raw_box in enumerate(raw_boxes):
+        field = f"boundingBoxes[{number}]"
+        if not isinstance(raw_box, Mapping) or not {"left", "top", "width", "height"} <= raw_box.keys():
+            raise ManifestConversionError(f"{where}: malformed box {field}: {raw_box!r}")
+        left, top, box_width, box_height = (
+            _number(raw_box[name], where, f"{field}.{name}") for name in ("left", "top", "width", "height")
+        )
         label = raw_box.get("label")
         if label not in class_ids:
-            raise ManifestConversionError(f"{where}: label {label!r} is not in the class list")
-        try:
-            clipped = clip_box(
-                float(raw_box["left"]),
-                float(raw_box["top"]),
-                float(raw_box["left"]) + float(raw_box["width"]),
-                float(raw_box["top"]) + float(raw_box["height"]),
-                width,
-                height,
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ManifestConversionError(f"{where}: malformed box {raw_box!r}") from err
-        if clipped is not None:
-            boxes.append(_Box(class_ids[label], *clipped))
+            dropped.append(DroppedBox(index, number, label, f"label {label!r} is not in the class list"))
+            continue
+        if box_width <= 0 or box_height <= 0:
+            reason = f"size {box_width:g}x{box_height:g} is not positive"
+            dropped.append(DroppedBox(index, number, label, reason))
+            continue
+        clipped = clip_box(left, top, left + box_width, top + box_height, width, height)
+        if clipped is None:
+            reason = f"no area inside the {width}x{height} image"
+            dropped.append(DroppedBox(index, number, label, reason))
+            continue
+        boxes.append(_Box(class_ids[label], *clipped))
     return _Answer(boxes, width, height, submission_time)
 
 
@@ -116,25 +174,35 @@ def _consolidate(answers: Sequence[_Answer]) -> list[tuple[_Box, int]]:
             top = sum(m.top for m in members) / len(members)
             right = sum(m.left + m.width for m in members) / len(members)
             bottom = sum(m.top + m.height for m in members) / len(members)
+            # the mean of boxes with area inside the image has area inside it: never None in practice
             clipped = clip_box(left, top, right, bottom, answers[0].image_width, answers[0].image_height)
             if clipped is not None:
                 kept.append((_Box(box.class_id, *clipped), len(group)))
     return kept
 
 
-def a2i_output_to_manifest_line(
+def convert_a2i_output(
     output: Mapping[str, Any],
     class_names: Sequence[str],
     attribute_name: str = DEFAULT_ATTRIBUTE_NAME,
-) -> dict[str, Any] | None:
+    image_size: Callable[[str], tuple[int, int] | None] | None = None,
+) -> Conversion:
     """Turn one A2I output document (``output.json``) into one augmented-manifest line.
+
+    Each worker's boxes are clipped to the image; a box with an unknown label, no size or no area in
+    the image is left out and reported in :attr:`Conversion.dropped_boxes` (the worker's other boxes
+    and the other workers' answers still count). Several workers are consolidated by majority.
 
     :param output: the parsed A2I output: ``humanLoopName``, ``inputContent.taskObject``, ``humanAnswers``.
     :param class_names: class names in id order (the labels the workers chose from).
     :param attribute_name: the label attribute name; the metadata goes under ``<name>-metadata``.
-    :returns: the line as a dict, or ``None`` when no box is left to train on (a line with empty
-        annotations breaks the built-in algorithm's training).
-    :raises ManifestConversionError: naming the human loop and what is wrong (e.g. an unknown label).
+    :param image_size: gives the ``(width, height)`` an image (``source-ref``) had when it was
+        predicted, or ``None`` when it was not; every worker must have seen that size. Without it,
+        the workers must agree with the first answer's size.
+    :returns: the line (``None`` when no box is left to train on: a line with empty annotations breaks
+        the built-in algorithm's training) and the dropped boxes.
+    :raises ManifestConversionError: naming the human loop and what is wrong (a malformed or
+        non-finite value names its field; a size that differs names both sizes).
     """
     if not isinstance(output, Mapping):
         raise ManifestConversionError(f"A2I output must be a JSON object, got {type(output).__name__}")
@@ -150,17 +218,35 @@ def a2i_output_to_manifest_line(
     source_ref = input_content.get("taskObject") if isinstance(input_content, Mapping) else None
     if not isinstance(source_ref, str) or not source_ref.startswith("s3://"):
         raise ManifestConversionError(f"human loop {loop!r}: inputContent.taskObject is not an S3 URI")
+    expected = None
+    if image_size is not None:
+        expected = image_size(source_ref)
+        if expected is None:
+            raise ManifestConversionError(
+                f"human loop {loop!r}: {source_ref} is not among the day's predicted images, "
+                "so the size its reviewers saw cannot be checked"
+            )
     raw_answers = output.get("humanAnswers") or []
+    if not isinstance(raw_answers, list):
+        raise ManifestConversionError(f"human loop {loop!r}: humanAnswers is not a list")
     class_ids = {name: class_id for class_id, name in enumerate(class_names)}
-    answers = [_answer(raw, loop, index, class_ids) for index, raw in enumerate(raw_answers)]
-    if not answers:
-        return None
-    consolidated = _consolidate(answers)
+    dropped: list[DroppedBox] = []
+    answers = [_answer(raw, loop, index, class_ids, dropped) for index, raw in enumerate(raw_answers)]
+    if answers:
+        expected = expected or (answers[0].image_width, answers[0].image_height)
+        for index, answer in enumerate(answers):
+            if (answer.image_width, answer.image_height) != expected:
+                raise ManifestConversionError(
+                    f"human loop {loop!r}, answer {index}: the reviewer saw a "
+                    f"{answer.image_width}x{answer.image_height} image, but {source_ref} is "
+                    f"{expected[0]}x{expected[1]}; the loop's boxes are not used"
+                )
+    consolidated = _consolidate(answers) if answers else []
     if not consolidated:
-        return None
+        return Conversion(source_ref, None, tuple(dropped))
     workers = len(answers)
     latest = max(answers, key=lambda answer: _parse_time(answer.submission_time))
-    return {
+    line = {
         "source-ref": source_ref,
         attribute_name: {
             "annotations": [
@@ -187,6 +273,19 @@ def a2i_output_to_manifest_line(
             "type": "groundtruth/object-detection",
         },
     }
+    return Conversion(source_ref, line, tuple(dropped))
+
+
+def a2i_output_to_manifest_line(
+    output: Mapping[str, Any],
+    class_names: Sequence[str],
+    attribute_name: str = DEFAULT_ATTRIBUTE_NAME,
+) -> dict[str, Any] | None:
+    """The manifest line of :func:`convert_a2i_output` alone (``None`` when no box is left to train on).
+
+    :raises ManifestConversionError: naming the human loop and what is wrong.
+    """
+    return convert_a2i_output(output, class_names, attribute_name).line
 
 
 def write_manifest(lines: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from active_learning.manifest import (
     ManifestConversionError,
     ManifestFormatError,
     a2i_output_to_manifest_line,
+    convert_a2i_output,
     read_manifest,
     write_manifest,
 )
@@ -93,12 +95,139 @@ def test_nothing_to_train_on_gives_none(document: dict) -> None:
     assert a2i_output_to_manifest_line(document, VOC_CLASSES) is None
 
 
-def test_unknown_label_names_the_label_and_the_loop() -> None:
-    with pytest.raises(ManifestConversionError, match="unicorn") as excinfo:
-        a2i_output_to_manifest_line(output(answer([box("unicorn", 1, 1, 5, 5)]), loop="loop-7"), VOC_CLASSES)
-    assert "unicorn" in str(excinfo.value)
-    assert "loop-7" in str(excinfo.value)
-    assert isinstance(excinfo.value, ValueError)
+def test_unknown_label_drops_only_that_box_and_names_the_label() -> None:
+    conversion = convert_a2i_output(
+        output(answer([box("unicorn", 1, 1, 5, 5), box("cat", 10, 10, 20, 20)]), loop="loop-7"), VOC_CLASSES
+    )
+
+    assert conversion.line["a2i-retraining"]["annotations"] == [
+        {"class_id": 7, "left": 10, "top": 10, "width": 20, "height": 20}
+    ]
+    assert [dropped.to_dict() for dropped in conversion.dropped_boxes] == [
+        {"answer": 0, "box": 0, "label": "unicorn", "reason": "label 'unicorn' is not in the class list"}
+    ]
+
+
+def test_one_workers_unknown_label_does_not_void_the_others_agreement() -> None:
+    document = output(
+        answer([box("cat", 10, 10, 100, 100)]),
+        answer([box("cat", 12, 10, 100, 100)]),
+        answer([box("kitty", 11, 10, 100, 100), box("dog", 200, 100, 50, 50)]),
+    )
+
+    conversion = convert_a2i_output(document, VOC_CLASSES)
+
+    # the cat is agreed by two of three workers; the third worker's "kitty" alone is dropped
+    assert conversion.line["a2i-retraining"]["annotations"] == [
+        {"class_id": 7, "left": 11, "top": 10, "width": 100, "height": 100}
+    ]
+    assert conversion.line["a2i-retraining-metadata"]["objects"] == [{"confidence": 0.6667}]
+    assert [(d.answer, d.box, d.label) for d in conversion.dropped_boxes] == [(2, 0, "kitty")]
+
+
+def test_boxes_clipped_to_nothing_are_reported_with_the_reason() -> None:
+    document = output(
+        answer(
+            [
+                box("cat", 10, 10, 50, 50),
+                box("car", 500, 10, 20, 20),  # entirely right of the 400x300 image
+                box("dog", -80, -80, 50, 50),  # entirely above and left
+                box("bus", 20, 20, 0, 10),  # zero width
+                box("cow", 20, 20, 10, -5),  # negative height
+                box("cat", 30, 30, 0.2, 0.2),  # less than a pixel: nothing left when rounded
+            ]
+        )
+    )
+
+    conversion = convert_a2i_output(document, VOC_CLASSES)
+
+    assert len(conversion.line["a2i-retraining"]["annotations"]) == 1
+    assert [(d.box, d.label, d.reason) for d in conversion.dropped_boxes] == [
+        (1, "car", "no area inside the 400x300 image"),
+        (2, "dog", "no area inside the 400x300 image"),
+        (3, "bus", "size 0x10 is not positive"),
+        (4, "cow", "size 10x-5 is not positive"),
+        (5, "cat", "no area inside the 400x300 image"),
+    ]
+
+
+def test_an_answer_with_only_dropped_boxes_gives_no_line_but_reports_them() -> None:
+    conversion = convert_a2i_output(output(answer([box("car", 500, 10, 20, 20)])), VOC_CLASSES)
+
+    assert conversion.line is None
+    assert len(conversion.dropped_boxes) == 1
+    assert conversion.source_ref == "s3://bucket/img.jpg"
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (float("inf"), "boundingBoxes[0].left"),
+        (float("-inf"), "boundingBoxes[0].left"),
+        (float("nan"), "boundingBoxes[0].left"),
+        ("12", "boundingBoxes[0].left"),
+        (None, "boundingBoxes[0].left"),
+        (True, "boundingBoxes[0].left"),
+        (10**400, "boundingBoxes[0].left"),
+    ],
+)
+def test_a_non_finite_or_non_numeric_box_value_names_the_field(value: Any, field: str) -> None:
+    document = output(answer([box("cat", value, 1, 5, 5)]))
+
+    with pytest.raises(
+        ManifestConversionError, match=rf"answer 0: {re.escape(field)} is not a finite number"
+    ):
+        convert_a2i_output(document, VOC_CLASSES)
+
+
+@pytest.mark.parametrize("name", ["left", "top", "width", "height"])
+def test_infinity_parsed_from_json_is_a_conversion_error(name: str) -> None:
+    # Python's json reads Infinity and NaN: they used to raise OverflowError/ValueError from round().
+    raw = json.dumps(output(answer([box("cat", 1, 1, 5, 5)]))).replace(
+        f'"{name}": ', f'"{name}": Infinity, "x": ', 1
+    )
+
+    with pytest.raises(
+        ManifestConversionError, match=rf"boundingBoxes\[0\]\.{name} is not a finite number: inf"
+    ):
+        convert_a2i_output(json.loads(raw), VOC_CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ((float("inf"), 300), "inputImageProperties.width is not a finite number"),
+        ((400, float("nan")), "inputImageProperties.height is not a finite number"),
+        (("400", 300), "inputImageProperties.width is not a finite number"),
+        ((400.5, 300), "not in whole pixels"),
+    ],
+)
+def test_a_bad_image_size_names_the_field(size: tuple[Any, Any], message: str) -> None:
+    with pytest.raises(ManifestConversionError, match=message):
+        convert_a2i_output(output(answer([box("cat", 1, 1, 5, 5)], size=size)), VOC_CLASSES)
+
+
+def test_the_size_the_reviewers_saw_must_be_the_predicted_size() -> None:
+    document = output(answer([box("cat", 1, 1, 5, 5)], size=(400, 300)), loop="loop-3")
+    sizes = {"s3://bucket/img.jpg": (640, 480)}
+
+    with pytest.raises(ManifestConversionError) as raised:
+        convert_a2i_output(document, VOC_CLASSES, image_size=sizes.get)
+
+    assert str(raised.value) == (
+        "human loop 'loop-3', answer 0: the reviewer saw a 400x300 image, but s3://bucket/img.jpg is "
+        "640x480; the loop's boxes are not used"
+    )
+    assert convert_a2i_output(document, VOC_CLASSES, image_size={"s3://bucket/img.jpg": (400, 300)}.get).line
+    with pytest.raises(ManifestConversionError, match="not among the day's predicted images"):
+        convert_a2i_output(document, VOC_CLASSES, image_size={}.get)
+
+
+def test_workers_who_saw_different_sizes_are_an_error() -> None:
+    document = output(answer([box("cat", 1, 1, 5, 5)]), answer([box("cat", 1, 1, 5, 5)], size=(800, 600)))
+
+    with pytest.raises(ManifestConversionError, match="answer 1: the reviewer saw a 800x600 image"):
+        convert_a2i_output(document, VOC_CLASSES)
 
 
 @pytest.mark.parametrize(

@@ -63,9 +63,9 @@ class _Elements(HTMLParser):
         return " ".join(" ".join(self.text.get(tag, [])).split())
 
 
-def render(task_input: dict[str, Any]) -> str:
+def render(task_input: dict[str, Any], read_access: Any = grant_read_access) -> str:
     env = Environment()
-    env.filters["grant_read_access"] = grant_read_access
+    env.filters["grant_read_access"] = read_access
     env.filters["to_json"] = to_json
     return env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(task={"input": task_input})
 
@@ -144,3 +144,21 @@ def test_no_model_boxes_render_as_an_empty_list() -> None:
     parser.feed(render({"taskObject": "s3://b/img.jpg", "labels": ["cat"], "initialValue": []}))
 
     assert json.loads(parser.only("crowd-bounding-box")["initial-value"] or "") == []
+
+
+def test_the_image_url_is_escaped_like_the_other_attributes() -> None:
+    # The template must not rely on grant_read_access percent-encoding the key: a URL with a quote
+    # or a tag in it stays inside the src attribute.
+    def unencoded_read_access(uri: str) -> str:
+        return "https://b.s3.amazonaws.com/" + uri.split("/", 3)[3] + "?X-Amz-Signature=abc&X-Amz-Expires=1"
+
+    key = 'dir/a"b<c>\'d&e.jpg" onerror="alert(1)'
+    parser = _Elements()
+    parser.feed(render({**TASK_INPUT, "taskObject": f"s3://b/{key}"}, unencoded_read_access))
+    parser.close()
+
+    box = parser.only("crowd-bounding-box")
+    assert box["src"] == f"https://b.s3.amazonaws.com/{key}?X-Amz-Signature=abc&X-Amz-Expires=1"
+    assert "onerror" not in box
+    assert json.loads(box["labels"] or "") == ["cat", "dog"]
+    assert [tag for tag, _ in parser.elements].count("script") == 1

@@ -154,9 +154,14 @@ def iter_json_lines(s3: S3Hook, bucket: str, key: str, missing_ok: bool = False)
     yield from read_manifest(line.decode("utf-8") for line in body.iter_lines())
 
 
-def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:
-    """Object keys under a prefix, page by page (folder markers left out)."""
+def iter_objects(s3_client: Any, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+    """``(key, size in bytes)`` of the objects under a prefix, page by page (folder markers left out)."""
     for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             if not item["Key"].endswith("/"):
-                yield item["Key"]
+                yield item["Key"], item["Size"]
+
+
+def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:
+    """Object keys under a prefix, page by page (folder markers left out)."""
+    return (key for key, _ in iter_objects(s3_client, bucket, prefix))

@@ -14,7 +14,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 from active_learning.concurrency import bounded_map
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.hooks.retries import client_config
-from active_learning.manifest import ManifestConversionError, a2i_output_to_manifest_line
+from active_learning.manifest import ManifestConversionError, convert_a2i_output
 from active_learning.operators.base import (
     LoopOperatorMixin,
     S3JsonLinesWriter,
@@ -29,6 +29,10 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
     Outputs are read concurrently and lines written as they come. Every loop gets a line in
     ``runs/<day>/manifest-report.jsonl``: ``converted``, ``skipped`` (no box to train on, or the
     loop did not complete) or ``error`` with the reason; an error does not fail the other loops.
+    Boxes left out (unknown label, no area in the image) are listed in the line's ``dropped_boxes``.
+    A loop is an error when its output lies outside ``a2i-output/``, its image outside the loop's
+    bucket and prefix, or when its reviewers saw another image size than ``runs/<day>/predictions.jsonl``
+    records.
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the day to process, ``YYYY-MM-DD``.
@@ -52,6 +56,17 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
         s3 = self.s3.get_conn()
         self.hook.get_conn()  # create the client once, before the worker threads share it
 
+        sizes = {
+            prediction["source"]: (prediction["width"], prediction["height"])
+            for prediction in iter_json_lines(
+                self.s3, settings.bucket, settings.run_key(day, "predictions.jsonl"), missing_ok=True
+            )
+        }
+
+        def predicted_size(source_ref: str) -> tuple[int, int] | None:
+            settings.check_inside(source_ref, "source-ref")
+            return sizes.get(source_ref)
+
         def convert(loop: dict[str, Any]) -> dict[str, Any]:
             report = {"name": loop["name"], "source": loop["source"]}
             try:
@@ -60,26 +75,43 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
                 if status != "Completed":
                     reason = described.get("FailureReason") or "no answer"
                     return {**report, "outcome": "skipped", "reason": f"loop is {status}: {reason}"}
-                bucket, key = split_s3_uri(described["HumanLoopOutput"]["OutputS3Uri"])
+                output_uri = settings.check_inside(
+                    described["HumanLoopOutput"]["OutputS3Uri"],
+                    f"the output of human loop {loop['name']!r}",
+                    within=settings.a2i_output_uri,
+                )
+                bucket, key = split_s3_uri(output_uri)
                 output = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-                line = a2i_output_to_manifest_line(output, settings.class_names, settings.label_attribute)
+                conversion = convert_a2i_output(
+                    output, settings.class_names, settings.label_attribute, image_size=predicted_size
+                )
             except Exception as err:  # one unusable loop is recorded with its reason; the others go on
                 kind = "conversion" if isinstance(err, ManifestConversionError) else type(err).__name__
                 return {**report, "outcome": "error", "reason": f"{kind}: {err}"}
-            if line is None:
+            report["dropped_boxes"] = [dropped.to_dict() for dropped in conversion.dropped_boxes]
+            if conversion.line is None:
                 return {**report, "outcome": "skipped", "reason": "no box left to train on"}
-            return {**report, "outcome": "converted", "line": line}
+            return {**report, "outcome": "converted", "line": conversion.line}
 
         loops = iter_json_lines(
             self.s3, settings.bucket, settings.run_key(day, "human-loops.jsonl"), missing_ok=True
         )
         outcomes: Counter[str] = Counter()
+        dropped_boxes = 0
         manifest = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "augmented.manifest"))
         report = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "manifest-report.jsonl"))
         with manifest, report:
             for _, result in bounded_map(convert, loops, self.concurrency):
                 outcomes[result["outcome"]] += 1
+                dropped_boxes += len(result.get("dropped_boxes", ()))
                 line = result.pop("line", None)
+                if result.get("dropped_boxes"):
+                    self.log.warning(
+                        "Loop %s: %d box(es) left out: %s",
+                        result["name"],
+                        len(result["dropped_boxes"]),
+                        "; ".join(dropped["reason"] for dropped in result["dropped_boxes"]),
+                    )
                 if line is not None:
                     manifest.write(line)
                 else:
@@ -92,6 +124,7 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
             "converted": outcomes["converted"],
             "skipped": outcomes["skipped"],
             "errored": outcomes["error"],
+            "dropped_boxes": dropped_boxes,
             "manifest_uri": manifest.uri,
             "report_uri": report.uri,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -22,28 +23,56 @@ from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
 from active_learning.operators.base import (
     LoopOperatorMixin,
     S3JsonLinesWriter,
-    iter_keys,
+    iter_objects,
 )
 from active_learning.routing import Decision, ReviewBudget, RoutingPolicy
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time inference
+# Largest image (width x height) sent to the endpoint. 40 megapixels is above what cameras and phones
+# take by default (12-24 MP) and decodes to 120 MB of RGB in the model container; a larger image is a
+# scan, a panorama or a decompression bomb: it is quarantined from its header, before any decoding.
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 class Quarantined(Exception):
     """An input image that cannot be used; the reason goes to quarantine.jsonl."""
 
 
+def _open_header(data: bytes) -> Image.Image:
+    """Open an image, reading its header only.
+
+    JPEG and PNG are opened with their own Pillow reader rather than ``Image.open``: ``Image.open``
+    applies Pillow's decompression-bomb check (a warning from 89 MP, an error from 179 MP) before
+    :data:`MAX_IMAGE_PIXELS`, which is lower, could refuse the image with a clear reason.
+    """
+    Image.preinit()  # registers the JPEG and PNG readers (once)
+    stream = io.BytesIO(data)
+    for image_format in CONTENT_TYPES:
+        reader, accepts = Image.OPEN[image_format]  # the JPEG reader also reads MPO
+        if accepts is not None and accepts(data[:16]) is True:
+            return reader(stream, "")
+    return Image.open(stream)  # any other format, only to name it
+
+
 def image_properties(data: bytes) -> tuple[str, int, int]:
     """``(format, width, height)`` read from the image header with Pillow.
 
-    :raises Quarantined: when the image is not decodable or not JPEG/PNG.
+    :raises Quarantined: when the image is not JPEG/PNG, is larger than :data:`MAX_IMAGE_PIXELS`
+        or is not decodable.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with _open_header(data) as image:
             image_format, (width, height) = image.format or "", image.size
             if image_format == "MPO":  # phone/camera photos: a JPEG with more pictures appended
                 image_format = "JPEG"
+            if image_format not in CONTENT_TYPES:
+                raise Quarantined(f"unsupported image format {image_format}: only JPEG and PNG are accepted")
+            if width * height > MAX_IMAGE_PIXELS:
+                raise Quarantined(
+                    f"image is {width}x{height} pixels ({width * height / 1e6:.1f} MP); "
+                    f"at most {MAX_IMAGE_PIXELS / 1e6:g} MP are sent to the endpoint"
+                )
             if image_format == "JPEG":
                 # verify() does not read JPEG data: decode it at 1/8 scale (cheap) to catch truncation
                 image.draft(None, (max(width // 8, 1), max(height // 8, 1)))
@@ -52,11 +81,23 @@ def image_properties(data: bytes) -> tuple[str, int, int]:
                 image.verify()
     except UnidentifiedImageError as err:  # its message holds a memory address: keep reasons stable
         raise Quarantined("not a decodable image: not in a format Pillow can identify") from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    # IndexError, struct.error: what a reader raises on a malformed header (Image.open hides them)
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error, Image.DecompressionBombError) as err:
         raise Quarantined(f"not a decodable image: {err}") from err
-    if image_format not in CONTENT_TYPES:
-        raise Quarantined(f"unsupported image format {image_format}: only JPEG and PNG are accepted")
     return image_format, width, height
+
+
+def read_bounded(body: Any, limit: int) -> bytes | None:
+    """The whole stream if it holds at most ``limit`` bytes, else ``None``; reads at most ``limit + 1``.
+
+    :param body: a readable stream (botocore's ``StreamingBody``); it is closed, so what is left
+        of a larger object is never downloaded.
+    """
+    try:
+        data = body.read(limit + 1)
+    finally:
+        body.close()
+    return data if len(data) <= limit else None
 
 
 def _decision(record: dict[str, Any]) -> Decision:
@@ -69,7 +110,9 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
     Lists ``incoming/<day>/``, invokes the endpoint for each image with at most ``concurrency``
     requests in flight (botocore adaptive retries), applies the routing policy to the whole day and
     writes ``runs/<day>/predictions.jsonl`` and ``runs/<day>/quarantine.jsonl`` (inputs that could
-    not be used, with the reason). Images are streamed and results spooled to a local file, so memory
+    not be used, with the reason). Objects over 6 MB (InvokeEndpoint's limit, size from the listing) are
+    quarantined without being downloaded, and images over :data:`MAX_IMAGE_PIXELS` (40 megapixels, read
+    from the header) without being decoded. Images are streamed and results spooled to a local file, so memory
     does not grow with the day's image count (the review cap keeps at most ``max_reviews`` entries).
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
@@ -96,12 +139,17 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
         runtime = self.hook
         runtime.get_conn()  # create the client once, before the worker threads share it
 
-        def predict(key: str) -> dict[str, Any]:
+        def predict(listed: tuple[str, int]) -> dict[str, Any]:
+            key, size = listed
             source = f"s3://{settings.bucket}/{key}"
+            too_large = f"; InvokeEndpoint accepts at most 6 MB ({MAX_PAYLOAD_BYTES} bytes)"
             try:
-                data = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
-                if len(data) > MAX_PAYLOAD_BYTES:
-                    raise Quarantined(f"image is {len(data)} bytes; InvokeEndpoint accepts at most 6 MB")
+                if size > MAX_PAYLOAD_BYTES:  # from the listing: never downloaded
+                    raise Quarantined(f"object is {size} bytes{too_large}")
+                # Bounded: the object may have grown since it was listed.
+                data = read_bounded(s3.get_object(Bucket=settings.bucket, Key=key)["Body"], MAX_PAYLOAD_BYTES)
+                if data is None:
+                    raise Quarantined(f"object is over {MAX_PAYLOAD_BYTES} bytes{too_large}")
                 image_format, width, height = image_properties(data)
                 try:
                     body = runtime.invoke_endpoint(settings.endpoint_name, data, CONTENT_TYPES[image_format])
@@ -130,11 +178,11 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
         budget = ReviewBudget(settings.max_reviews)
         reasons: Counter[str] = Counter()
         images = reviews = 0
-        keys = iter_keys(s3, settings.bucket, settings.incoming_prefix(day))
+        objects = iter_objects(s3, settings.bucket, settings.incoming_prefix(day))
         predictions = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "predictions.jsonl"))
         quarantine = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "quarantine.jsonl"))
         with tempfile.TemporaryFile("w+", encoding="utf-8") as spool, quarantine, predictions:
-            for _, record in bounded_map(predict, keys, self.concurrency):
+            for _, record in bounded_map(predict, objects, self.concurrency):
                 images += 1
                 if "detections" not in record:
                     self.log.warning("Quarantined %s: %s", record["source"], record["reason"])

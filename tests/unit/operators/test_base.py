@@ -17,6 +17,7 @@ from active_learning.operators.base import (
     S3JsonLinesWriter,
     iter_json_lines,
     iter_keys,
+    iter_objects,
     put_json_lines,
 )
 from active_learning.operators.predict import BatchPredictOperator
@@ -118,13 +119,21 @@ def test_iter_keys_reads_every_page_and_skips_folder_markers(s3: Any) -> None:
     assert sorted(iter_keys(s3, BUCKET, "in/")) == ["in/a.jpg", "in/sub/b.png"]
 
 
-def test_iter_keys_follows_the_paginator() -> None:
+@pytest.mark.parametrize(
+    ("listing", "expected"),
+    [(iter_keys, ["p/1", "p/2"]), (iter_objects, [("p/1", 10), ("p/2", 7_000_000)])],
+)
+def test_listings_follow_the_paginator(listing: Any, expected: list[Any]) -> None:
     client = MagicMock()
     client.get_paginator.return_value.paginate.return_value = iter(
-        [{"Contents": [{"Key": "p/1"}, {"Key": "p/"}]}, {}, {"Contents": [{"Key": "p/2"}]}]
+        [
+            {"Contents": [{"Key": "p/1", "Size": 10}, {"Key": "p/", "Size": 0}]},
+            {},
+            {"Contents": [{"Key": "p/2", "Size": 7_000_000}]},
+        ]
     )
 
-    assert list(iter_keys(client, BUCKET, "p/")) == ["p/1", "p/2"]
+    assert list(listing(client, BUCKET, "p/")) == expected
     client.get_paginator.assert_called_once_with("list_objects_v2")
     client.get_paginator.return_value.paginate.assert_called_once_with(Bucket=BUCKET, Prefix="p/")
 

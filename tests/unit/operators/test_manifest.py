@@ -33,6 +33,7 @@ from tests.unit.operators.conftest import (
 )
 
 HUMAN_LOOPS = f"{RUNS}human-loops.jsonl"
+PREDICTIONS = f"{RUNS}predictions.jsonl"
 MANIFEST = f"{RUNS}augmented.manifest"
 REPORT = f"{RUNS}manifest-report.jsonl"
 CREATED = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -83,8 +84,38 @@ def described(loop: str, status: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def completed(loop: str) -> dict[str, Any]:
-    return described(loop, "Completed", HumanLoopOutput={"OutputS3Uri": f"s3://my-bucket/{output_key(loop)}"})
+def completed(loop: str, output_uri: str | None = None) -> dict[str, Any]:
+    output_uri = output_uri or f"s3://my-bucket/{output_key(loop)}"
+    return described(loop, "Completed", HumanLoopOutput={"OutputS3Uri": output_uri})
+
+
+def put_predictions(s3: Any, sizes: dict[str, tuple[int, int]]) -> None:
+    """The day's predictions.jsonl as batch_predict writes it, with each image's size."""
+    put_lines(
+        s3,
+        PREDICTIONS,
+        [
+            {
+                "source": image if image.startswith("s3://") else source(image),
+                "width": width,
+                "height": height,
+                "format": "JPEG",
+                "detections": [],
+                "top_score": None,
+                "review": True,
+                "reason": "no-detections",
+            }
+            for image, (width, height) in sizes.items()
+        ],
+    )
+
+
+def seed_output(image: str) -> dict[str, Any]:
+    """The seed's own A2I output (a 3911x2608 photo), for an image of this loop's bucket."""
+    document = load_fixture("seed_a2i_output.json")
+    document["inputContent"]["taskObject"] = source(image)
+    document["humanLoopName"] = loop_name(image)
+    return document
 
 
 def loop_line(image: str) -> dict[str, Any]:
@@ -110,9 +141,10 @@ def test_converts_completed_loops_and_reports_every_loop(
 ) -> None:
     images = ["seed.jpg", "failed.jpg", "unicorn.jpg", "two-workers.jpg", "nothing.jpg", "gone.jpg"]
     put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
+    put_predictions(s3, {image: (3911, 2608) if image == "seed.jpg" else (640, 480) for image in images})
     seed, failed, unicorn, two, nothing, gone = (loop_name(image) for image in images)
     # 1. the seed's own A2I output, stored where A2I would have put it
-    put(s3, output_key(seed), json.dumps(load_fixture("seed_a2i_output.json")))
+    put(s3, output_key(seed), json.dumps(seed_output("seed.jpg")))
     a2i.add_response("describe_human_loop", completed(seed), {"HumanLoopName": seed})
     # 2. no worker took the task in time
     a2i.add_response(
@@ -120,7 +152,7 @@ def test_converts_completed_loops_and_reports_every_loop(
         described(failed, "Failed", FailureReason="The human loop expired before a worker completed it"),
         {"HumanLoopName": failed},
     )
-    # 3. a label outside the class list
+    # 3. a label outside the class list: that box is left out, and reported
     unknown = [{"label": "unicorn", "left": 1, "top": 2, "width": 30, "height": 40}]
     put(s3, output_key(unicorn), json.dumps(a2i_output("unicorn.jpg", unknown)))
     a2i.add_response("describe_human_loop", completed(unicorn), {"HumanLoopName": unicorn})
@@ -148,13 +180,22 @@ def test_converts_completed_loops_and_reports_every_loop(
 
     assert result == {
         "converted": 2,
-        "skipped": 2,
-        "errored": 2,
+        "skipped": 3,
+        "errored": 1,
+        "dropped_boxes": 1,
         "manifest_uri": f"s3://my-bucket/{MANIFEST}",
         "report_uri": f"s3://my-bucket/{REPORT}",
     }
     manifest = read_lines(s3, MANIFEST)
-    assert manifest[0] == load_fixture("seed_manifest_line.json")  # the seed's own conversion
+    # the seed's own conversion, for its image in this loop's bucket
+    assert manifest[0] == {
+        **load_fixture("seed_manifest_line.json"),
+        "source-ref": source("seed.jpg"),
+        "a2i-retraining-metadata": {
+            **load_fixture("seed_manifest_line.json")["a2i-retraining-metadata"],
+            "job-name": f"a2i/{seed}",
+        },
+    }
     assert manifest[1] == {
         "source-ref": source("two-workers.jpg"),
         "a2i-retraining": {
@@ -174,7 +215,12 @@ def test_converts_completed_loops_and_reports_every_loop(
 
     report = {line["name"]: line for line in read_lines(s3, REPORT)}
     assert len(report) == len(images)
-    assert report[seed] == {"name": seed, "source": source("seed.jpg"), "outcome": "converted"}
+    assert report[seed] == {
+        "name": seed,
+        "source": source("seed.jpg"),
+        "dropped_boxes": [],
+        "outcome": "converted",
+    }
     assert report[two]["outcome"] == "converted"
     assert report[failed] == {
         "name": failed,
@@ -184,9 +230,15 @@ def test_converts_completed_loops_and_reports_every_loop(
     }
     assert report[nothing]["outcome"] == "skipped"
     assert report[nothing]["reason"] == "no box left to train on"
-    assert report[unicorn]["outcome"] == "error"
-    assert report[unicorn]["reason"].startswith("conversion: ")
-    assert "'unicorn' is not in the class list" in report[unicorn]["reason"]
+    assert report[unicorn] == {
+        "name": unicorn,
+        "source": source("unicorn.jpg"),
+        "dropped_boxes": [
+            {"answer": 0, "box": 0, "label": "unicorn", "reason": "label 'unicorn' is not in the class list"}
+        ],
+        "outcome": "skipped",
+        "reason": "no box left to train on",
+    }
     assert report[gone]["outcome"] == "error"
     assert "does not exist" in report[gone]["reason"]
 
@@ -196,6 +248,7 @@ def test_a_rerun_rewrites_the_day_files(
 ) -> None:
     name = loop_name("cat.jpg")
     put_lines(s3, HUMAN_LOOPS, [loop_line("cat.jpg")])
+    put_predictions(s3, {"cat.jpg": (640, 480)})
     answer = [{"label": "dog", "left": 10, "top": 20, "width": 30, "height": 40}]
     put(s3, output_key(name), json.dumps(a2i_output("cat.jpg", answer)))
     for _ in range(2):
@@ -244,3 +297,154 @@ def test_when_every_loop_errors_the_task_fails_with_the_report(
         op.execute(context)
 
     assert {line["outcome"] for line in read_lines(s3, REPORT)} == {"error"}
+
+
+def test_dropped_boxes_are_reported_per_loop_and_counted(
+    s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
+) -> None:
+    images = ["a.jpg", "b.jpg"]
+    put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
+    put_predictions(s3, dict.fromkeys(images, (640, 480)))
+    a, b = (loop_name(image) for image in images)
+    cat = {"label": "cat", "left": 10, "top": 10, "width": 100, "height": 100}
+    outside = {"label": "dog", "left": 700, "top": 10, "width": 50, "height": 50}
+    flat = {"label": "cat", "left": 10, "top": 10, "width": 0, "height": 50}
+    # a: three workers agree on the cat; the third also drew "kitty" there and a box outside the image
+    put(
+        s3,
+        output_key(a),
+        json.dumps(a2i_output("a.jpg", [cat], [cat], [{**cat, "label": "kitty"}, cat, outside])),
+    )
+    a2i.add_response("describe_human_loop", completed(a), {"HumanLoopName": a})
+    put(s3, output_key(b), json.dumps(a2i_output("b.jpg", [flat, cat])))
+    a2i.add_response("describe_human_loop", completed(b), {"HumanLoopName": b})
+
+    result = op.execute(context)
+
+    assert (result["converted"], result["dropped_boxes"]) == (2, 3)
+    report = {line["name"]: line for line in read_lines(s3, REPORT)}
+    assert report[a]["outcome"] == "converted"
+    assert report[a]["dropped_boxes"] == [
+        {"answer": 2, "box": 0, "label": "kitty", "reason": "label 'kitty' is not in the class list"},
+        {"answer": 2, "box": 2, "label": "dog", "reason": "no area inside the 640x480 image"},
+    ]
+    assert report[b]["dropped_boxes"] == [
+        {"answer": 0, "box": 0, "label": "cat", "reason": "size 0x50 is not positive"}
+    ]
+    manifest = {line["source-ref"]: line for line in read_lines(s3, MANIFEST)}
+    # one worker's unknown label does not void the others' agreement: the cat is agreed by all three
+    assert manifest[source("a.jpg")]["a2i-retraining"]["annotations"] == [
+        {"class_id": 7, "left": 10, "top": 10, "width": 100, "height": 100}
+    ]
+    assert manifest[source("a.jpg")]["a2i-retraining-metadata"]["objects"] == [{"confidence": 1}]
+
+
+def test_a_non_finite_value_is_a_conversion_error_naming_the_field(
+    s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
+) -> None:
+    images = ["inf.jpg", "ok.jpg"]
+    put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
+    put_predictions(s3, dict.fromkeys(images, (640, 480)))
+    bad, ok = (loop_name(image) for image in images)
+    text = json.dumps(a2i_output("inf.jpg", [{"label": "cat", "left": 1, "top": 2, "width": 3, "height": 4}]))
+    put(s3, output_key(bad), text.replace('"width": 3', '"width": Infinity'))  # as a buggy client sends it
+    a2i.add_response("describe_human_loop", completed(bad), {"HumanLoopName": bad})
+    cat = [{"label": "cat", "left": 1, "top": 2, "width": 3, "height": 4}]
+    put(s3, output_key(ok), json.dumps(a2i_output("ok.jpg", cat)))
+    a2i.add_response("describe_human_loop", completed(ok), {"HumanLoopName": ok})
+
+    result = op.execute(context)
+
+    assert (result["converted"], result["errored"]) == (1, 1)
+    report = {line["name"]: line for line in read_lines(s3, REPORT)}
+    assert report[bad]["outcome"] == "error"
+    assert report[bad]["reason"] == (
+        f"conversion: human loop {bad!r}, answer 0: boundingBoxes[0].width is not a finite number: inf"
+    )
+
+
+def test_a_loop_whose_reviewers_saw_another_image_size_than_predicted_is_an_error(
+    s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
+) -> None:
+    images = ["resized.jpg", "unpredicted.jpg", "ok.jpg"]
+    put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
+    put_predictions(s3, {"resized.jpg": (1280, 960), "ok.jpg": (640, 480)})
+    resized, unpredicted, ok = (loop_name(image) for image in images)
+    cat = [{"label": "cat", "left": 10, "top": 10, "width": 100, "height": 100}]
+    for name, image in zip((resized, unpredicted, ok), images, strict=True):
+        put(s3, output_key(name), json.dumps(a2i_output(image, cat, width=640, height=480)))
+        a2i.add_response("describe_human_loop", completed(name), {"HumanLoopName": name})
+
+    result = op.execute(context)
+
+    assert (result["converted"], result["errored"]) == (1, 2)
+    assert [line["source-ref"] for line in read_lines(s3, MANIFEST)] == [source("ok.jpg")]
+    report = {line["name"]: line for line in read_lines(s3, REPORT)}
+    assert report[resized]["outcome"] == "error"
+    assert report[resized]["reason"] == (
+        f"conversion: human loop {resized!r}, answer 0: the reviewer saw a 640x480 image, "
+        f"but {source('resized.jpg')} is 1280x960; the loop's boxes are not used"
+    )
+    assert report[unpredicted]["outcome"] == "error"
+    assert "is not among the day's predicted images" in report[unpredicted]["reason"]
+
+
+def test_an_output_outside_the_a2i_output_prefix_is_refused(
+    s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
+) -> None:
+    images = ["elsewhere.jpg", "runs.jpg", "ok.jpg"]
+    put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
+    put_predictions(s3, dict.fromkeys(images, (640, 480)))
+    elsewhere, in_runs, ok = (loop_name(image) for image in images)
+    cat = [{"label": "cat", "left": 10, "top": 10, "width": 100, "height": 100}]
+    s3.create_bucket(Bucket="other-bucket")
+    foreign = f"s3://other-bucket/{output_key(elsewhere)}"
+    s3.put_object(
+        Bucket="other-bucket", Key=output_key(elsewhere), Body=json.dumps(a2i_output("elsewhere.jpg", cat))
+    )
+    a2i.add_response("describe_human_loop", completed(elsewhere, foreign), {"HumanLoopName": elsewhere})
+    outside_prefix = f"s3://my-bucket/{RUNS}output.json"
+    put(s3, f"{RUNS}output.json", json.dumps(a2i_output("runs.jpg", cat)))
+    a2i.add_response("describe_human_loop", completed(in_runs, outside_prefix), {"HumanLoopName": in_runs})
+    put(s3, output_key(ok), json.dumps(a2i_output("ok.jpg", cat)))
+    a2i.add_response("describe_human_loop", completed(ok), {"HumanLoopName": ok})
+
+    result = op.execute(context)
+
+    assert (result["converted"], result["errored"]) == (1, 2)
+    report = {line["name"]: line for line in read_lines(s3, REPORT)}
+    assert report[elsewhere]["outcome"] == "error"
+    assert report[elsewhere]["reason"].startswith(
+        f"ConfinementError: the output of human loop {elsewhere!r} {foreign!r} is outside "
+        f"s3://my-bucket/{PREFIX}/a2i-output/"
+    )
+    assert report[in_runs]["outcome"] == "error"
+    assert report[in_runs]["reason"].startswith("ConfinementError: ")
+    assert [line["source-ref"] for line in read_lines(s3, MANIFEST)] == [source("ok.jpg")]
+
+
+def test_a_source_ref_outside_the_loops_root_is_refused(
+    s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
+) -> None:
+    images = ["foreign.jpg", "ok.jpg"]
+    put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
+    foreign_image = "s3://other-bucket/photos/foreign.jpg"
+    put_predictions(s3, {foreign_image: (640, 480), "ok.jpg": (640, 480)})
+    foreign, ok = (loop_name(image) for image in images)
+    cat = [{"label": "cat", "left": 10, "top": 10, "width": 100, "height": 100}]
+    document = a2i_output("foreign.jpg", cat)
+    document["inputContent"]["taskObject"] = foreign_image
+    put(s3, output_key(foreign), json.dumps(document))
+    a2i.add_response("describe_human_loop", completed(foreign), {"HumanLoopName": foreign})
+    put(s3, output_key(ok), json.dumps(a2i_output("ok.jpg", cat)))
+    a2i.add_response("describe_human_loop", completed(ok), {"HumanLoopName": ok})
+
+    result = op.execute(context)
+
+    assert (result["converted"], result["errored"]) == (1, 1)
+    report = {line["name"]: line for line in read_lines(s3, REPORT)}
+    assert report[foreign]["outcome"] == "error"
+    assert report[foreign]["reason"].startswith(
+        f"ConfinementError: source-ref {foreign_image!r} is outside s3://my-bucket/{PREFIX}/"
+    )
+    assert [line["source-ref"] for line in read_lines(s3, MANIFEST)] == [source("ok.jpg")]

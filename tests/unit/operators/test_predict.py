@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import threading
 import time
+import warnings
+import zlib
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
 from PIL import Image
 
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
 from active_learning.operators import predict as predict_module
-from active_learning.operators.predict import BatchPredictOperator, Quarantined, image_properties
+from active_learning.operators.predict import (
+    MAX_IMAGE_PIXELS,
+    MAX_PAYLOAD_BYTES,
+    BatchPredictOperator,
+    Quarantined,
+    image_properties,
+    read_bounded,
+)
 from active_learning.settings import SettingsError
 from tests.unit.operators.conftest import (
     INCOMING,
@@ -45,6 +56,19 @@ def noisy_jpeg(width: int = 320, height: int = 240) -> bytes:
     buffer = io.BytesIO()
     Image.effect_noise((width, height), 64).convert("RGB").save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+def claiming_size(image_format: str, width: int, height: int) -> bytes:
+    """A small real image whose header claims ``width`` x ``height`` (what a decompression bomb looks like
+    to a header reader; a real 12000x12000 image would cost seconds and hundreds of MB to make)."""
+    data = bytearray(image_bytes(image_format, 8, 8))
+    if image_format == "PNG":  # IHDR: width and height at bytes 16-24, its CRC over bytes 12-29
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    else:  # baseline JPEG: SOF0 marker, length, precision, then height and width
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
 
 
 def by_source(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -97,11 +121,48 @@ def test_image_properties_quarantines_unusable_inputs(data: bytes, reason: str) 
         image_properties(data)
 
 
-def test_image_properties_quarantines_a_decompression_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x48 is then over twice the limit
+def test_pillows_bomb_limit_is_not_the_mechanism(monkeypatch: pytest.MonkeyPatch) -> None:
+    # MAX_IMAGE_PIXELS decides, from the header; Pillow's own limit never warns or refuses first.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x48 is over twice Pillow's limit
 
-    with pytest.raises(Quarantined, match="decompression bomb"):
-        image_properties(image_bytes("PNG", 64, 48))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_properties(image_bytes("PNG", 64, 48)) == ("PNG", 64, 48)
+        assert image_properties(image_bytes("JPEG", 64, 48)) == ("JPEG", 64, 48)
+
+
+@pytest.mark.parametrize(
+    ("image_format", "width", "height"),
+    [("PNG", 12000, 12000), ("JPEG", 13000, 13000), ("PNG", 8000, 6000), ("JPEG", 6325, 6325)],
+)
+def test_image_properties_quarantines_an_image_over_the_pixel_limit_from_its_header(
+    image_format: str, width: int, height: int
+) -> None:
+    # Just under Pillow's bomb error (179 MP), between the limit and Pillow's warning (89 MP), and
+    # one pixel row over the limit: quarantined by our limit, naming the size, with no Pillow warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Quarantined, match=rf"image is {width}x{height} pixels .* at most 40 MP"):
+            image_properties(claiming_size(image_format, width, height))
+
+
+def test_the_pixel_limit_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert MAX_IMAGE_PIXELS == 40_000_000
+    monkeypatch.setattr(predict_module, "MAX_IMAGE_PIXELS", 64 * 48)
+
+    assert image_properties(image_bytes("PNG", 64, 48)) == ("PNG", 64, 48)
+    with pytest.raises(Quarantined, match="65x48 pixels"):
+        image_properties(image_bytes("JPEG", 65, 48))
+
+
+def test_read_bounded_reads_at_most_one_byte_over_the_limit() -> None:
+    raw = io.BytesIO(b"x" * 5000)
+    body = StreamingBody(raw, 5000)
+
+    assert read_bounded(body, 1000) is None
+    assert body._amount_read == 1001
+    assert raw.closed
+    assert read_bounded(StreamingBody(io.BytesIO(b"x" * 1000), 1000), 1000) == b"x" * 1000
 
 
 # the operator -------------------------------------------------------------------------------------
@@ -344,6 +405,74 @@ def test_an_image_over_the_invoke_payload_limit_is_quarantined_not_sent(
     assert endpoint.calls == []
 
 
+def test_an_object_over_the_payload_limit_is_quarantined_from_the_listing_without_a_download(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    put(s3, f"{INCOMING}huge.bin", b"\0" * (MAX_PAYLOAD_BYTES + 1))
+    put_image(s3, "small.jpg", "JPEG", 40, 30)
+    op = make_operator()
+    downloaded: list[str] = []
+    op.s3.get_conn().meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: downloaded.append(params["Key"])
+    )
+
+    result = op.execute(context)
+
+    assert (result["quarantined"], result["predicted"]) == (1, 1)
+    assert read_lines(s3, QUARANTINE) == [
+        {
+            "source": source("huge.bin"),
+            "reason": "object is 6291457 bytes; InvokeEndpoint accepts at most 6 MB (6291456 bytes)",
+        }
+    ]
+    assert downloaded == [f"{INCOMING}small.jpg"]
+    assert endpoint.calls == [(40, 30)]
+
+
+def test_an_object_larger_than_listed_is_read_only_up_to_the_limit(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replaced by a larger object between the listing and the download.
+    image = image_bytes("PNG", 40, 30)
+    put(s3, f"{INCOMING}grown.png", image)
+    monkeypatch.setattr(predict_module, "MAX_PAYLOAD_BYTES", len(image) - 1)
+    monkeypatch.setattr(predict_module, "iter_objects", lambda *_: iter([(f"{INCOMING}grown.png", 10)]))
+    op = make_operator()
+    bodies: list[Any] = []
+    op.s3.get_conn().meta.events.register(
+        "after-call.s3.GetObject", lambda parsed, **_: bodies.append(parsed["Body"])
+    )
+
+    result = op.execute(context)
+
+    assert result["quarantined"] == 1
+    assert read_lines(s3, QUARANTINE)[0]["reason"] == (
+        f"object is over {len(image) - 1} bytes; InvokeEndpoint accepts at most 6 MB ({len(image) - 1} bytes)"
+    )
+    assert [body._amount_read for body in bodies] == [len(image)]  # the limit + 1, no more
+    assert endpoint.calls == []
+
+
+def test_an_image_over_the_pixel_limit_is_quarantined_not_sent(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    put(s3, f"{INCOMING}bomb.png", claiming_size("PNG", 12000, 12000))
+    put(s3, f"{INCOMING}bomb.jpg", claiming_size("JPEG", 13000, 13000))
+    put_image(s3, "fine.jpg", "JPEG", 40, 30)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = make_operator().execute(context)
+
+    assert (result["quarantined"], result["predicted"]) == (2, 1)
+    quarantine = {line["source"]: line["reason"] for line in read_lines(s3, QUARANTINE)}
+    assert quarantine == {
+        source("bomb.png"): "image is 12000x12000 pixels (144.0 MP); at most 40 MP are sent to the endpoint",
+        source("bomb.jpg"): "image is 13000x13000 pixels (169.0 MP); at most 40 MP are sent to the endpoint",
+    }
+    assert endpoint.calls == [(40, 30)]
+
+
 def test_an_endpoint_error_other_than_model_error_fails_the_task(
     s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
 ) -> None:
@@ -385,13 +514,13 @@ def test_images_are_pulled_lazily_with_bounded_concurrency(
 
     lock = threading.Lock()
     state = {"pulled": 0, "returned": 0, "in_flight": 0, "peak": 0, "lag": 0}
-    real_iter_keys = predict_module.iter_keys
+    real_iter_objects = predict_module.iter_objects
 
-    def counting_iter_keys(*args: Any, **kwargs: Any):
-        for key in real_iter_keys(*args, **kwargs):
+    def counting_iter_objects(*args: Any, **kwargs: Any):
+        for listed in real_iter_objects(*args, **kwargs):
             with lock:
                 state["pulled"] += 1
-            yield key
+            yield listed
 
     def endpoint(endpoint_name: str, body: bytes, content_type: str) -> bytes:
         with lock:
@@ -405,7 +534,7 @@ def test_images_are_pulled_lazily_with_bounded_concurrency(
             state["returned"] += 1
         return json.dumps({"prediction": [[1.0, 0.8, 0.1, 0.1, 0.9, 0.9]]}).encode()
 
-    monkeypatch.setattr(predict_module, "iter_keys", counting_iter_keys)
+    monkeypatch.setattr(predict_module, "iter_objects", counting_iter_objects)
     monkeypatch.setattr(SageMakerRuntimeHook, "invoke_endpoint", staticmethod(endpoint))
 
     result = make_operator(concurrency=concurrency).execute(context)
