@@ -305,9 +305,9 @@ def required_permissions(call: Mapping[str, Any], account: str) -> list[Permissi
     operation, params, region = call["operation"], call["params"], call["region"]
     if call["signing_name"] == "s3":
         action, level = _S3_ACTIONS[operation]
-        bucket = params["Bucket"]
-        arn = f"arn:aws:s3:::{bucket}" if level == "bucket" else f"arn:aws:s3:::{bucket}/{params['Key']}"
-        return [Permission(action, arn)]
+        if level == "bucket":  # the listed prefix is the s3:prefix condition key
+            return [_list_bucket(params["Bucket"], params.get("Prefix", ""))]
+        return [Permission(action, f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
     if call["signing_name"] != "sagemaker":
         raise KeyError(f"{call['service']}:{operation}")
     action = f"sagemaker:{operation}"
@@ -324,6 +324,57 @@ def required_permissions(call: Mapping[str, Any], account: str) -> list[Permissi
     if operation in _PASSED_ROLES:
         role = params[_PASSED_ROLES[operation]]
         permissions.append(Permission("iam:PassRole", role, (("iam:PassedToService", _PASSED_TO_SERVICE),)))
+    return permissions
+
+
+def _list_bucket(bucket: str, prefix: str) -> Permission:
+    return Permission("s3:ListBucket", f"arn:aws:s3:::{bucket}", (("s3:prefix", prefix),))
+
+
+def _s3_object(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _image_pull(image: str) -> list[Permission]:
+    """``<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>`` -> pulling it."""
+    registry, _, repository = image.partition("/")
+    account, _, rest = registry.partition(".dkr.ecr.")
+    region = rest.split(".", 1)[0]
+    arn = f"arn:aws:ecr:{region}:{account}:repository/{repository.split(':', 1)[0].split('@', 1)[0]}"
+    return [Permission("ecr:BatchGetImage", arn), Permission("ecr:GetDownloadUrlForLayer", arn)]
+
+
+def delegated_permissions(call: Mapping[str, Any]) -> list[Permission]:
+    """What the role a call passes to SageMaker needs for that call's S3 locations and images.
+
+    Training channels (read; an ``S3Prefix`` channel is listed too), the training output path,
+    model artifacts, the flow definition's output path (written), and the algorithm image (pulled).
+    The objects a manifest names are not seen here (they are inside the manifest).
+    """
+    params, permissions = call["params"], []
+    if call["operation"] == "CreateTrainingJob":
+        for channel in params.get("InputDataConfig", []):
+            source = channel["DataSource"]["S3DataSource"]
+            bucket, key = _s3_object(source["S3Uri"])
+            if source["S3DataType"] == "S3Prefix":
+                permissions.append(_list_bucket(bucket, key))
+            permissions.append(Permission("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"))
+        bucket, key = _s3_object(params["OutputDataConfig"]["S3OutputPath"])
+        artifact = f"{key.rstrip('/')}/{params['TrainingJobName']}/output/model.tar.gz"
+        permissions.append(Permission("s3:PutObject", f"arn:aws:s3:::{bucket}/{artifact}"))
+        permissions += _image_pull(params["AlgorithmSpecification"]["TrainingImage"])
+    elif call["operation"] == "CreateModel":
+        for container in [params.get("PrimaryContainer"), *params.get("Containers", [])]:
+            if container:
+                if container.get("ModelDataUrl"):
+                    bucket, key = _s3_object(container["ModelDataUrl"])
+                    permissions.append(Permission("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"))
+                permissions += _image_pull(container["Image"])
+    elif call["operation"] == "CreateFlowDefinition":
+        bucket, key = _s3_object(params["OutputConfig"]["S3OutputPath"])
+        output = f"{key.rstrip('/')}/{params['FlowDefinitionName']}/output.json"
+        permissions.append(Permission("s3:PutObject", f"arn:aws:s3:::{bucket}/{output}"))
     return permissions
 
 
