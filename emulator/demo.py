@@ -69,7 +69,8 @@ def airflow_env(home: Path, url: str) -> dict[str, str]:
         AL_REVIEW_POLL_SECONDS="1",
         AL_REVIEW_TIMEOUT_HOURS="1",
         AL_RETRY_DELAY_SECONDS="5",
-        PYTHONPATH=str(ROOT / "plugins"),
+        # the package as Airflow loads it, then what the caller had (e.g. a test's botocore plugins)
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
     )
     return env
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
+import botocore.session
+from botocore.model import Shape
 from werkzeug.wrappers import Response
 
 A2I_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
@@ -79,3 +82,46 @@ def credential_scope(authorization: str, default_region: str = "us-east-1") -> t
     """``(region, signing service)`` from a SigV4 Authorization header's credential scope."""
     match = re.search(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/", authorization or "")
     return (match.group(1), match.group(2)) if match else (default_region, "")
+
+
+@functools.cache
+def _sagemaker_model() -> Any:
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def _without_empty_structures(value: Any, shape: Shape) -> Any:
+    if shape.type_name == "structure" and isinstance(value, dict):
+        required = set(shape.required_members)
+        return {
+            name: _without_empty_structures(member, shape.members[name])
+            for name, member in value.items()
+            if name not in shape.members
+            or name in required
+            or not (
+                member == {}
+                and shape.members[name].type_name == "structure"
+                and shape.members[name].required_members
+            )
+        }
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_without_empty_structures(item, shape.member) for item in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {key: _without_empty_structures(item, shape.value) for key, item in value.items()}
+    return value
+
+
+def conform_sagemaker_response(operation: str, response: Response) -> Response:
+    """A SageMaker JSON answer of moto as AWS gives it: absent optional structures omitted.
+
+    moto answers what was never configured as an empty structure (``DataCaptureConfig: {}``,
+    ``VpcConfig: {}``); AWS omits it, and botocore's model cannot hold it (the structures have
+    required members), so clients that read such a member would see a shape AWS never returns.
+    """
+    if response.status_code != 200 or operation not in _sagemaker_model().operation_names:
+        return response
+    shape = _sagemaker_model().operation_model(operation).output_shape
+    if shape is None:
+        return response
+    body = json.loads(response.get_data() or b"{}")
+    response.set_data(json.dumps(_without_empty_structures(body, shape)))
+    return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 import traceback
@@ -47,7 +48,8 @@ class TrainingJob:
         described: dict[str, Any] = {
             "TrainingJobName": self.name,
             "TrainingJobArn": self.arn,
-            "ModelArtifacts": {"S3ModelArtifacts": self.artifact if self.status == "Completed" else ""},
+            # a required member: where the artifact is (or will be) written, as moto answers too
+            "ModelArtifacts": {"S3ModelArtifacts": self.artifact},
             "TrainingJobStatus": self.status,
             "SecondaryStatus": self.secondary,
             "HyperParameters": self.request.get("HyperParameters", {}),
@@ -65,8 +67,9 @@ class TrainingJob:
             described["TrainingStartTime"] = epoch(self.started)
         if self.ended:
             described["TrainingEndTime"] = epoch(self.ended)
-            described["TrainingTimeInSeconds"] = int(
-                (self.ended - (self.started or self.created)).total_seconds()
+            # whole seconds, at least 1 (the API's minimum), as AWS bills a started second
+            described["TrainingTimeInSeconds"] = max(
+                1, math.ceil((self.ended - (self.started or self.created)).total_seconds())
             )
             described["BillableTimeInSeconds"] = described["TrainingTimeInSeconds"]
         if self.failure:

@@ -19,7 +19,13 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from emulator.a2i import REFERENCE_METADATA, A2IRuntime, ReviewerConfig
-from emulator.protocol import ACCOUNT_ID, AwsError, credential_scope, json_response
+from emulator.protocol import (
+    ACCOUNT_ID,
+    AwsError,
+    conform_sagemaker_response,
+    credential_scope,
+    json_response,
+)
 from emulator.sagemaker_ext import SageMakerExtensions, json_body
 
 ADMIN = "/_emulator"
@@ -185,6 +191,7 @@ class Emulator:
             environ["wsgi.input"] = io.BytesIO(raw)  # moto reads the body again when we pass
             if self.sagemaker.handles(operation, lambda: json_body(raw)):
                 return json_response(self.sagemaker.handle(operation, json_body(raw), region))
+            return conform_sagemaker_response(operation, Response.from_app(self.moto, environ))
         return None
 
     def _invoke(self, endpoint_name: str, body: bytes, region: str) -> Response:

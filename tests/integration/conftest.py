@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -11,10 +16,12 @@ import pytest
 
 from emulator.a2i import ReviewerConfig
 from emulator.server import Emulator, EmulatorConfig
+from tests.aws_contract import plugin_environment, read_calls
 
 BUCKET = "integration-bucket"
 ROLE = "arn:aws:iam::123456789012:role/Integration"
 WORKTEAM = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/integration"
+ROOT = Path(__file__).parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,3 +62,46 @@ def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class EndToEndDay:
+    """One day of the real DAG (``emulator.demo``: ``airflow dags test``) and every AWS call made in it.
+
+    :param output: the demo's output folder (summary.json, airflow.log, Airflow home).
+    :param calls: every botocore call of every process (the Airflow tasks, the emulator, the demo's
+        own checks), as ``tests.aws_contract.CallRecorder`` records them.
+    """
+
+    returncode: int
+    stdout: str
+    output: Path
+    calls: list[dict[str, Any]]
+
+    @property
+    def airflow_log(self) -> str:
+        log = self.output / "airflow.log"
+        return log.read_text() if log.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def end_to_end_day(tmp_path_factory: pytest.TempPathFactory) -> EndToEndDay:
+    output = tmp_path_factory.mktemp("end-to-end-day")
+    call_log = tmp_path_factory.mktemp("aws-calls") / "calls.jsonl"  # the demo empties its output folder
+    environment = {
+        **os.environ,
+        **plugin_environment(call_log),
+        # the recorder (tests.aws_contract) importable by every process the demo starts
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-m", "emulator.demo", "--output", str(output)]
+    result = subprocess.run(
+        [*command, "--days", "1", "--images-per-day", "30"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    return EndToEndDay(result.returncode, result.stdout + result.stderr, output, read_calls(call_log))

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).parents[2]
+from tests.integration.conftest import EndToEndDay
 
 
-def test_one_day_of_the_loop_trains_and_updates_the_endpoint(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emulator.demo",
-            "--output",
-            str(tmp_path),
-            "--days",
-            "1",
-            "--images-per-day",
-            "30",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=480,
-        check=False,
-    )
-    log = (tmp_path / "airflow.log").read_text() if (tmp_path / "airflow.log").exists() else ""
-    assert result.returncode == 0, result.stdout + result.stderr + log[-5000:]
-    initial, day = json.loads((tmp_path / "summary.json").read_text())
+def test_one_day_of_the_loop_trains_and_updates_the_endpoint(end_to_end_day: EndToEndDay) -> None:
+    assert end_to_end_day.returncode == 0, end_to_end_day.stdout + end_to_end_day.airflow_log[-5000:]
+    initial, day = json.loads((end_to_end_day.output / "summary.json").read_text())
     assert day["day"] == "2026-11-23"
     assert day["images"] == 30
     assert 0 < day["routed"] < 30
@@ -41,3 +19,18 @@ def test_one_day_of_the_loop_trains_and_updates_the_endpoint(tmp_path: Path) -> 
     assert day["endpoint_config"] != "-"
     # the summary's counts come from runs/2026-11-23/: the run processed the day it was given
     assert day["held_out_map"] > initial["held_out_map"]
+
+
+def test_every_aws_response_of_the_day_matches_botocore_output_shapes(end_to_end_day: EndToEndDay) -> None:
+    """What the emulator and moto answered the DAG (and the demo) is what AWS may answer."""
+    assert end_to_end_day.returncode == 0, end_to_end_day.stdout[-3000:]
+    services = {call["service"] for call in end_to_end_day.calls}
+    assert {"s3", "sagemaker", "sagemaker-runtime", "sagemaker-a2i-runtime"} <= services
+    broken = sorted(
+        {
+            f"{call['service']}:{call['operation']} {error}"
+            for call in end_to_end_day.calls
+            for error in call["contract_errors"]
+        }
+    )
+    assert not broken, "\n".join(broken)
