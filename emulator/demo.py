@@ -75,18 +75,54 @@ def airflow_env(home: Path, url: str) -> dict[str, str]:
     return env
 
 
-def run(command: list[str], env: dict[str, str], log: Path) -> None:
+# ``airflow dags test`` logs this every second while no task can run: while a retry waits out its
+# delay (5 s here), or forever when depends_on_past blocks the day behind a failed earlier day.
+NOTHING_TO_RUN = b"No tasks to run"
+BLOCKED_AFTER_SECONDS = 60.0
+
+
+def wait_unless_blocked(process: subprocess.Popen, log: Path, start: int, blocked_after: float) -> int | None:
+    """The process's exit code, or ``None`` once its log said for ``blocked_after`` seconds, and
+    nothing else, that no task can run."""
+    position, nothing_since = start, None
+    while process.poll() is None:
+        time.sleep(0.5)
+        with log.open("rb") as reader:
+            reader.seek(position)
+            lines = reader.readlines()
+        complete = [line for line in lines if line.endswith(b"\n")]
+        position += sum(len(line) for line in complete)
+        for line in complete:
+            if NOTHING_TO_RUN not in line:
+                nothing_since = None
+            elif nothing_since is None:
+                nothing_since = time.monotonic()
+        if nothing_since is not None and time.monotonic() - nothing_since >= blocked_after:
+            return None
+    return process.returncode
+
+
+def run(
+    command: list[str], env: dict[str, str], log: Path, blocked_after: float = BLOCKED_AFTER_SECONDS
+) -> None:
     """Run an Airflow command; if the demo is interrupted, its whole process group goes too."""
     with log.open("ab") as out:
+        start = out.tell()
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            returncode = process.wait()
+            returncode = wait_unless_blocked(process, log, start, blocked_after)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+    if returncode is None:
+        sys.exit(
+            f"{' '.join(command)}: no task could run for {blocked_after:.0f} s. The day is blocked by "
+            "depends_on_past: an earlier day's incremental_training or update_endpoint did not succeed. "
+            f"Fix or clear that day first; see {log}"
+        )
     if returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({returncode}); see {log}")
 
