@@ -6,15 +6,18 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pendulum
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.serialization.encoders import coerce_to_core_timetable
 from airflow.timetables.base import TimeRestriction
 
-from active_learning.settings import LoopSettings
+from active_learning.operators.predict import BatchPredictOperator
+from active_learning.settings import LoopSettings, setting_schemas
 
 ROOT = Path(__file__).parents[2]
 DAGS = ROOT / "dags"
@@ -151,6 +154,37 @@ def test_settings_template_renders_to_valid_settings(dag) -> None:
     assert settings.max_reviews is None
 
 
+def test_params_are_the_loop_settings_fields(dag) -> None:
+    """One source: every Param is a LoopSettings field with its default, type, bounds, description."""
+    params = {
+        name: {**param.schema, "default": param.value, "description": param.description}
+        for name, param in dag.params.items()
+    }
+    assert params == setting_schemas()
+    assert params["threshold"]["maximum"] == 1
+
+
+def test_the_initial_model_reaches_deploy_model_through_the_settings_only(dag) -> None:
+    deploy = dag.get_task("deploy_model")
+    assert not hasattr(deploy, "initial_model_data_url")
+    assert deploy.settings == dag.get_task("batch_predict").settings
+
+
+def test_a_misspelled_param_in_the_run_conf_fails_naming_the_close_match(dag) -> None:
+    params = {name: param.value for name, param in dag.params.items()}
+    params.update(
+        bucket="my-bucket",
+        role_arn="arn:aws:iam::123456789012:role/A2IRole",
+        workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/reviewers",
+        treshold=0.3,  # what dag_run.conf adds to params
+    )
+    rendered = (
+        dag.get_template_env().from_string(dag.get_task("batch_predict").settings).render(params=params)
+    )
+    with pytest.raises(AirflowFailException, match="did you mean 'threshold'"):
+        _ = BatchPredictOperator(task_id="t", settings=rendered, day="2026-11-25").loop_settings
+
+
 def run_python(code: str, **env: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -180,6 +214,39 @@ def test_param_defaults_come_from_environment_variables() -> None:
     assert (
         run_python(code, AL_BUCKET="env-bucket", AL_THRESHOLD="0.3", AL_TASK_COUNT="2") == "env-bucket 0.3 2"
     )
+
+
+def test_a_bad_environment_value_keeps_the_dag_and_fails_every_task_naming_the_variable() -> None:
+    code = textwrap.dedent(
+        """
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        bag = DagBag(dag_folder="dags")
+        dag = bag.dags["active_learning"]
+        messages = []
+        for task in dag.tasks:  # what the task runner calls before execute()
+            try:
+                task._pre_execute_hook({})
+            except AirflowFailException as err:
+                messages.append(str(err))
+        threshold = dag.params.get_param("threshold")
+        print(json.dumps(
+            [bag.import_errors, threshold.value, threshold.description, dag.max_active_runs, messages]
+        ))
+        """
+    )
+    output = run_python(code, AL_THRESHOLD="abc", AL_REVIEW_TIMEOUT_HOURS="ten")
+    import_errors, threshold, description, max_active_runs, messages = json.loads(output)
+
+    assert import_errors == {}
+    assert threshold == 0.5  # the built-in default stands in, the Params stay valid
+    assert "INVALID AL_THRESHOLD='abc'" in description  # the trigger form says which variable is wrong
+    assert max_active_runs == 12  # review timeout 240 h, its default
+    assert len(messages) == 10  # every task fails before it runs
+    assert all("AL_THRESHOLD='abc' is not valid for setting threshold" in message for message in messages)
+    assert all("AL_REVIEW_TIMEOUT_HOURS='ten' is not a number" in message for message in messages)
 
 
 def test_dag_parses_quickly_enough_for_the_scheduler() -> None:
