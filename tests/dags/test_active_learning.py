@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -256,3 +257,81 @@ def test_dag_parses_quickly_enough_for_the_scheduler() -> None:
         "print(any(m in sys.modules for m in ('sagemaker', 'torch', 'mlflow', 'pandas')))"
     )
     assert run_python(code) == "False"
+
+
+# Under Airflow itself: `airflow dags test` on a fresh metadata database ----------------------------
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+SETTINGS_ENV = {
+    "AL_BUCKET": "my-bucket",
+    "AL_ROLE_ARN": "arn:aws:iam::123456789012:role/A2IRole",
+    "AL_WORKTEAM_ARN": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/reviewers",
+}
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    subprocess.run(
+        [AIRFLOW, "db", "migrate"], env=airflow_env(home), capture_output=True, check=True, timeout=180
+    )
+    return home
+
+
+def airflow_env(home: Path, **settings: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AL_"))}
+    return {
+        **env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # nothing listens on the discard port: a task that reached AWS would fail differently
+        "AIRFLOW_CONN_AWS_DEFAULT": "aws://a:b@/?region_name=us-east-1&endpoint_url=http%3A%2F%2F127.0.0.1%3A9",
+        "PYTHONPATH": str(ROOT / "plugins"),
+        **SETTINGS_ENV,
+        **settings,
+    }
+
+
+def run_one_day(home: Path, **settings: str) -> tuple[str, dict[str, tuple[str, int]]]:
+    """``airflow dags test`` for one day; its log and each task's (state, try number)."""
+    result = subprocess.run(
+        [AIRFLOW, "dags", "test", "active_learning", "2026-11-26"],
+        env=airflow_env(home, **settings),
+        capture_output=True,
+        text=True,
+        # a retry would wait AL_RETRY_DELAY_SECONDS (300 s) first: the timeout catches it
+        timeout=240,
+        check=False,
+    )
+    with sqlite3.connect(home / "airflow.db") as db:
+        run_id = db.execute("SELECT run_id FROM dag_run ORDER BY id DESC LIMIT 1").fetchone()[0]
+        states = db.execute(
+            "SELECT task_id, state, try_number FROM task_instance WHERE run_id = ?", (run_id,)
+        )
+        return result.stdout + result.stderr, {task: (state, tries) for task, state, tries in states}
+
+
+FAILED_ONCE = {
+    # the tasks that read the settings, each tried once; training runs after failures (all_done)
+    "deploy_model": ("failed", 1),
+    "create_human_review_workflow": ("failed", 1),
+    "incremental_training": ("failed", 1),
+}
+
+
+def test_a_wrong_setting_fails_each_task_once_without_retries(airflow_home: Path) -> None:
+    log, tasks = run_one_day(airflow_home, AL_VALIDATION_MANIFEST_URI="s3://elsewhere/validation.manifest")
+
+    assert {task: state for task, state in tasks.items() if state[0] == "failed"} == FAILED_ONCE
+    assert all(state == "upstream_failed" for state, _ in (tasks[t] for t in tasks if t not in FAILED_ONCE))
+    assert "up_for_retry" not in log
+    assert log.count("setting validation_manifest_uri 's3://elsewhere/validation.manifest' is outside") >= 3
+
+
+def test_a_bad_environment_value_fails_the_run_naming_the_variable(airflow_home: Path) -> None:
+    log, tasks = run_one_day(airflow_home, AL_THRESHOLD="abc")
+
+    assert {task: state for task, state in tasks.items() if state[0] == "failed"} == FAILED_ONCE
+    assert "up_for_retry" not in log
+    assert log.count("AL_THRESHOLD='abc' is not valid for setting threshold") >= 3
