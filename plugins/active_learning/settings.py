@@ -414,8 +414,7 @@ class EnvironmentDefaults:
             if raw is None:
                 continue
             if raw == "" and name != "prefix":
-                values[name] = "" if setting_field.default is MISSING else None
-                continue
+                continue  # set but empty: not set (an empty prefix is the bucket root)
             try:
                 value = _coerce(name, raw, setting_field.type)
             except SettingsError as err:

@@ -289,6 +289,14 @@ def test_environment_variables_set_the_defaults() -> None:
     assert specs["endpoint_name"]["default"] == "active-learning-od"
 
 
+def test_empty_environment_variables_mean_not_set() -> None:
+    names = [f.name for f in fields(LoopSettings) if f.name != "prefix"]
+    environment = EnvironmentDefaults({f"AL_{name.upper()}": "" for name in names})
+
+    assert environment.param_specs() == setting_schemas()  # valid Params: the DAG still loads
+    assert environment.problems == []
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "problem"),
     [
@@ -314,6 +322,8 @@ def test_a_bad_environment_value_is_recorded_naming_the_variable_never_raised(
     # the built-in default stands in, so that the Params stay valid and the DAG loads
     assert specs[name]["default"] == setting_schemas()[name]["default"]
     assert f"INVALID {variable}" in specs[name]["description"]
+    for spec in specs.values():  # every default valid, as Airflow requires of a scheduled DAG
+        jsonschema.validate(spec["default"], {k: v for k, v in spec.items() if k != "default"})
 
 
 def test_dag_level_knobs_record_bad_values_and_keep_the_default() -> None:
