@@ -31,7 +31,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
-from active_learning.classes import VOC_CLASSES
+from active_learning.operators.base import refuse_bad_environment
 from active_learning.operators.deploy import DeployModelOperator
 from active_learning.operators.endpoint import (
     EvaluationGateOperator,
@@ -45,61 +45,15 @@ from active_learning.operators.outcome import FailedDayOperator
 from active_learning.operators.predict import BatchPredictOperator
 from active_learning.operators.training import IncrementalTrainingOperator
 from active_learning.sensors.human_loops import HumanLoopSensor
+from active_learning.settings import EnvironmentDefaults
 
-
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(f"AL_{name.upper()}", default)
-
-
-def number(name: str, default: float) -> float:
-    return float(env(name, str(default)))
-
-
-def integer(name: str, default: int) -> int:
-    return int(env(name, str(default)))
-
-
-PARAMS = {
-    "bucket": Param(env("bucket"), type="string", description="S3 bucket of the loop's data"),
-    "prefix": Param(env("prefix", "active-learning"), type="string", description="Key prefix in the bucket"),
-    "role_arn": Param(env("role_arn"), type="string", description="IAM role for SageMaker and A2I"),
-    "workteam_arn": Param(env("workteam_arn"), type="string", description="Private workteam ARN"),
-    "endpoint_name": Param(env("endpoint_name", "active-learning-od"), type="string"),
-    "resource_prefix": Param(env("resource_prefix", "active-learning"), type="string"),
-    "initial_model_data_url": Param(
-        env("initial_model_data_url"),
-        type="string",
-        description="model.tar.gz deployed when there is no endpoint",
-    ),
-    "class_names": Param(
-        env("class_names", ",".join(VOC_CLASSES)).split(","),
-        type="array",
-        description="Class names in id order",
-    ),
-    "threshold": Param(number("threshold", 0.5), type="number", minimum=0, maximum=1),
-    "max_reviews": Param(
-        int(env("max_reviews")) if env("max_reviews") else None,
-        type=["null", "integer"],
-        minimum=0,
-        description="Cap on reviews per run",
-    ),
-    "audit_fraction": Param(number("audit_fraction", 0.0), type="number", minimum=0, maximum=1),
-    "task_count": Param(integer("task_count", 1), type="integer", minimum=1, maximum=3),
-    "task_time_limit_seconds": Param(integer("task_time_limit_seconds", 3600), type="integer", minimum=30),
-    "task_availability_seconds": Param(
-        integer("task_availability_seconds", 864_000), type="integer", minimum=1, maximum=864_000
-    ),
-    "min_new_labels": Param(integer("min_new_labels", 10), type="integer", minimum=0),
-    "validation_manifest_uri": Param(env("validation_manifest_uri"), type="string"),
-    "validation_fraction": Param(number("validation_fraction", 0.2), type="number"),
-    "inference_instance_type": Param(env("inference_instance_type", "ml.m4.xlarge"), type="string"),
-    "training_instance_type": Param(env("training_instance_type", "ml.p3.2xlarge"), type="string"),
-    "map_tolerance": Param(number("map_tolerance", 0.0), type="number", minimum=0),
-    "keep_models": Param(integer("keep_models", 3), type="integer", minimum=2),
-    "require_approval": Param(
-        env("require_approval", "false").lower() == "true", type="boolean", description="Ask before updating"
-    ),
-}
+# Defaults of the Params and the DAG-level knobs come from AL_<NAME> environment variables. A bad
+# value never breaks parsing (that would remove the whole DAG): it is recorded, the built-in default
+# stands in, and every task fails at once, without retries, naming the variable (pre_execute below).
+ENVIRONMENT = EnvironmentDefaults(os.environ)
+env, number, integer = ENVIRONMENT.text, ENVIRONMENT.number, ENVIRONMENT.integer
+# One Param per LoopSettings field: default, type, bounds and description come from the field.
+PARAMS = {name: Param(**spec) for name, spec in ENVIRONMENT.param_specs().items()}
 # How often long waits check on AWS (the demo on the local AWS uses seconds, not minutes).
 WAITER_DELAY = integer("waiter_delay_seconds", 30)
 REVIEW_POLL = number("review_poll_seconds", 300)
@@ -122,6 +76,7 @@ with DAG(
         "retries": 2,
         "retry_delay": timedelta(seconds=number("retry_delay_seconds", 300)),
         "aws_conn_id": env("aws_conn_id", "aws_default"),
+        "pre_execute": refuse_bad_environment(ENVIRONMENT.problems),
     },
     params=PARAMS,
     tags=["active-learning", "sagemaker", "a2i", "object-detection"],
@@ -130,7 +85,6 @@ with DAG(
     deploy_model = DeployModelOperator(
         task_id="deploy_model",
         settings=SETTINGS,
-        initial_model_data_url="{{ params.initial_model_data_url }}",
         waiter_delay=WAITER_DELAY,
     )
     review_workflow = CreateHumanReviewWorkflowOperator(

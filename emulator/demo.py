@@ -64,6 +64,8 @@ def airflow_env(home: Path, url: str) -> dict[str, str]:
         AL_CLASS_NAMES=",".join(DEMO_CLASSES),
         AL_MIN_NEW_LABELS="2",
         AL_VALIDATION_MANIFEST_URI=VALIDATION_MANIFEST,
+        # the seeded initial model and validation set lie outside the loop's prefix: allow them
+        AL_ALLOWED_S3_URIS=f"{INITIAL_MODEL},s3://{BUCKET}/validation/",
         AL_MAP_TOLERANCE="0.01",
         AL_WAITER_DELAY_SECONDS="1",
         AL_REVIEW_POLL_SECONDS="1",

@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pytest
 import yaml
 
+from active_learning.settings import EnvironmentDefaults, LoopSettings
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -74,3 +76,12 @@ def test_the_local_aws_is_seeded_with_the_data_the_dag_needs(compose: dict) -> N
     assert seed["depends_on"]["aws"]["condition"] == "service_healthy"
     environment = compose["services"]["airflow-scheduler"]["environment"]
     assert environment["AL_INITIAL_MODEL_DATA_URL"] == "s3://active-learning-demo/models/initial/model.tar.gz"
+
+
+def test_the_compose_settings_are_valid_loop_settings(compose: dict) -> None:
+    """The AL_* defaults the services get build valid settings (the seeded data is allowed)."""
+    environment = EnvironmentDefaults(compose["services"]["airflow-scheduler"]["environment"])
+    settings = LoopSettings.from_mapping(environment.settings())
+    assert environment.problems == []
+    assert settings.initial_model_data_url == "s3://active-learning-demo/models/initial/model.tar.gz"
+    assert settings.validation_manifest_uri == "s3://active-learning-demo/validation/validation.manifest"

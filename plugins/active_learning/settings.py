@@ -1,14 +1,19 @@
 """One typed, validated settings object for the loop, and the S3 layout of a run.
 
-Settings come from the DAG's Params (defaults from environment variables); every value is checked
-here, so a wrong setting fails at the first task with a message naming it.
+Each ``LoopSettings`` field carries its default, type, bounds and description: the DAG's Params
+are built from them (:func:`setting_schemas`, defaults from ``AL_<NAME>`` environment variables
+through :class:`EnvironmentDefaults`), and every value is checked here, so a wrong setting fails
+at the first task with a message naming it.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
+import operator
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date
 from typing import Any
 
@@ -20,7 +25,16 @@ BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 WORKTEAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/.{1,200}$")
 MAX_TASK_AVAILABILITY_SECONDS = 864_000
-REQUIRED_SETTINGS = ("bucket", "role_arn", "workteam_arn", "endpoint_name")
+ENVIRONMENT_PREFIX = "AL_"
+# JSON-schema bound keywords a field may carry in its metadata, with the check and how it reads.
+BOUNDS: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
+    ("minimum", operator.ge, ">="),
+    ("exclusiveMinimum", operator.gt, ">"),
+    ("maximum", operator.le, "<="),
+    ("exclusiveMaximum", operator.lt, "<"),
+)
+TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
+FALSE_WORDS = frozenset({"false", "no", "0", "off"})
 
 
 class SettingsError(ValueError):
@@ -43,61 +57,126 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def is_s3_object_uri(uri: str) -> bool:
+    """``s3://bucket/key`` with a valid bucket name and a key naming an object (not empty, not a folder)."""
+    try:
+        bucket, key = split_s3_uri(uri)
+    except ValueError:
+        return False
+    return BUCKET_PATTERN.match(bucket) is not None and bool(key.strip("/")) and not key.endswith("/")
+
+
+def setting(default: Any = MISSING, *, description: str, **bounds: float) -> Any:
+    """A ``LoopSettings`` field: default, description and bounds (``minimum``, ``maximum``,
+    ``exclusiveMinimum``, ``exclusiveMaximum``), the one source for the Params and the checks.
+
+    :param default: the default; none for a required setting.
+    :param description: what the setting means (the trigger form shows it).
+    :param bounds: JSON-schema bounds of a number.
+    """
+    unknown = set(bounds) - {keyword for keyword, _, _ in BOUNDS}
+    if unknown:
+        raise TypeError(f"unknown bound(s) {sorted(unknown)}")
+    metadata = {"description": description, **bounds}
+    if default is MISSING:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def bounds_problem(value: Any, metadata: Mapping[str, Any]) -> str | None:
+    """What is wrong with a number outside the bounds in ``metadata``; ``None`` when it is inside."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if all(check(value, metadata[keyword]) for keyword, check, _ in BOUNDS if keyword in metadata):
+        return None
+    return "must be " + " and ".join(f"{sign} {metadata[kw]}" for kw, _, sign in BOUNDS if kw in metadata)
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     """Settings of the active-learning loop.
 
-    :param bucket: S3 bucket holding ``<prefix>/incoming``, ``runs``, ``a2i-output`` and ``training``.
-    :param role_arn: IAM role SageMaker and A2I assume (S3 access to the bucket).
-    :param workteam_arn: private workteam reviewing the images.
-    :param endpoint_name: SageMaker endpoint serving the model.
-    :param prefix: key prefix inside the bucket ("" for the bucket root).
-    :param resource_prefix: prefix of the names of created AWS resources.
-    :param class_names: class names in id order (the model's classes).
-    :param label_attribute: the manifest's label attribute name.
-    :param threshold: review images whose top score is below this.
-    :param max_reviews: cap on reviews per run (``None``: no cap).
-    :param audit_fraction: share of confident images also reviewed.
-    :param task_count: workers per image (1-3).
-    :param task_time_limit_seconds: time a worker has for one image (>= 30).
-    :param task_availability_seconds: how long a loop waits for workers (<= 864000).
-    :param min_new_labels: retrain only when at least this many new labelled images arrived.
-    :param validation_manifest_uri: a fixed validation manifest; else a deterministic hold-out.
-    :param validation_fraction: share of labelled images held out for validation when there is
-        no fixed manifest.
-    :param inference_instance_type: instance type of the endpoint.
-    :param training_instance_type: instance type of training jobs.
-    :param map_tolerance: accept a new model whose validation mAP is at most this much lower.
-    :param keep_models: how many models and endpoint configs to keep.
-    :param allowed_s3_uris: S3 locations outside ``s3://bucket/prefix/`` the loop may read
-        (e.g. a shared validation manifest); everything else outside the prefix is refused.
+    Each field's description and bounds are in its metadata (see :func:`setting`); the DAG's
+    Params and the README's settings table are derived from them.
     """
 
-    bucket: str
-    role_arn: str
-    workteam_arn: str
-    endpoint_name: str
-    prefix: str = "active-learning"
-    resource_prefix: str = "active-learning"
-    class_names: tuple[str, ...] = VOC_CLASSES
-    label_attribute: str = DEFAULT_ATTRIBUTE_NAME
-    threshold: float = 0.5
-    max_reviews: int | None = None
-    audit_fraction: float = 0.0
-    task_count: int = 1
-    task_time_limit_seconds: int = 3600
-    task_availability_seconds: int = MAX_TASK_AVAILABILITY_SECONDS
-    min_new_labels: int = 10
-    validation_manifest_uri: str | None = None
-    validation_fraction: float = 0.2
-    inference_instance_type: str = "ml.m4.xlarge"
-    training_instance_type: str = "ml.p3.2xlarge"
-    map_tolerance: float = 0.0
-    keep_models: int = 3
-    allowed_s3_uris: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    bucket: str = setting(description="S3 bucket of the loop's data")
+    role_arn: str = setting(description="IAM role SageMaker and A2I assume (S3 access to the bucket)")
+    workteam_arn: str = setting(
+        description="private workteam ARN (arn:aws:sagemaker:REGION:ACCOUNT:workteam/private-crowd/NAME)"
+    )
+    endpoint_name: str = setting("active-learning-od", description="SageMaker endpoint serving the model")
+    prefix: str = setting(
+        "active-learning",
+        description="key prefix in the bucket ('' for the bucket root): incoming/, runs/, a2i-output/ "
+        "and training/ live below it",
+    )
+    resource_prefix: str = setting(
+        "active-learning",
+        description="prefix of the names of created AWS resources (lower case, at most 24 characters)",
+    )
+    initial_model_data_url: str | None = setting(
+        None,
+        description="s3://.../model.tar.gz deployed when there is no endpoint yet (under the loop's "
+        "prefix or an allowed location)",
+    )
+    class_names: tuple[str, ...] = setting(VOC_CLASSES, description="class names in id order")
+    label_attribute: str = setting(DEFAULT_ATTRIBUTE_NAME, description="the manifest's label attribute name")
+    threshold: float = setting(
+        0.5, description="review images whose top score is below this", minimum=0, maximum=1
+    )
+    max_reviews: int | None = setting(
+        None, description="cap on reviews per run, the most uncertain kept (empty: no cap)", minimum=0
+    )
+    audit_fraction: float = setting(
+        0.0, description="share of confident images also reviewed, reproducibly per run", minimum=0, maximum=1
+    )
+    task_count: int = setting(
+        1, description="workers per image (answers are consolidated by majority)", minimum=1, maximum=3
+    )
+    task_time_limit_seconds: int = setting(3600, description="time a worker has for one image", minimum=30)
+    task_availability_seconds: int = setting(
+        MAX_TASK_AVAILABILITY_SECONDS,
+        description="how long a loop waits for workers",
+        minimum=1,
+        maximum=MAX_TASK_AVAILABILITY_SECONDS,
+    )
+    min_new_labels: int = setting(
+        10, description="retrain only with at least this many new labelled images", minimum=0
+    )
+    validation_manifest_uri: str | None = setting(
+        None,
+        description="fixed validation manifest (s3://bucket/key under the loop's prefix or an allowed "
+        "location); empty: a deterministic hold-out",
+    )
+    validation_fraction: float = setting(
+        0.2,
+        description="hold-out share when there is no fixed validation manifest",
+        exclusiveMinimum=0,
+        exclusiveMaximum=1,
+    )
+    inference_instance_type: str = setting("ml.m4.xlarge", description="endpoint instance type")
+    training_instance_type: str = setting("ml.p3.2xlarge", description="training instance type")
+    map_tolerance: float = setting(
+        0.0, description="accept a new model at most this much worse in validation mAP", minimum=0
+    )
+    keep_models: int = setting(
+        3,
+        description="newest models and endpoint configs kept (the one in use and the one it replaced "
+        "always are)",
+        minimum=2,
+    )
+    allowed_s3_uris: tuple[str, ...] = setting(
+        (),
+        description="S3 locations (s3://bucket/prefix/) outside the loop's prefix that it may read, "
+        "e.g. a shared validation manifest or initial model",
+    )
+    require_approval: bool = setting(False, description="ask a person before updating the endpoint")
 
     def __post_init__(self) -> None:
+        for setting_field in fields(self):
+            problem = bounds_problem(getattr(self, setting_field.name), setting_field.metadata)
+            self._check(problem is None, setting_field.name, str(problem))
         self._check(BUCKET_PATTERN.match(self.bucket) is not None, "bucket", "is not a valid S3 bucket name")
         self._check(ROLE_ARN_PATTERN.match(self.role_arn) is not None, "role_arn", "is not an IAM role ARN")
         self._check(
@@ -125,52 +204,54 @@ class LoopSettings:
         except ClassListError as err:
             raise SettingsError(str(err)) from err
         self._check(bool(self.label_attribute.strip()), "label_attribute", "must not be empty")
-        self._check(0.0 <= self.threshold <= 1.0, "threshold", "must be within 0..1")
-        self._check(self.max_reviews is None or self.max_reviews >= 0, "max_reviews", "must be >= 0 or empty")
-        self._check(0.0 <= self.audit_fraction <= 1.0, "audit_fraction", "must be within 0..1")
-        self._check(1 <= self.task_count <= 3, "task_count", "must be 1, 2 or 3")
-        self._check(self.task_time_limit_seconds >= 30, "task_time_limit_seconds", "must be >= 30")
-        self._check(
-            1 <= self.task_availability_seconds <= MAX_TASK_AVAILABILITY_SECONDS,
-            "task_availability_seconds",
-            f"must be within 1..{MAX_TASK_AVAILABILITY_SECONDS}",
-        )
-        self._check(self.min_new_labels >= 0, "min_new_labels", "must be >= 0")
-        self._check(
-            self.validation_manifest_uri is None or self.validation_manifest_uri.startswith("s3://"),
-            "validation_manifest_uri",
-            "must be an s3:// URI or empty",
-        )
-        self._check(0.0 < self.validation_fraction < 1.0, "validation_fraction", "must be within (0, 1)")
-        self._check(self.map_tolerance >= 0.0, "map_tolerance", "must be >= 0")
         self._check(
             all(re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/", uri) for uri in self.allowed_s3_uris),
             "allowed_s3_uris",
             "must be s3://bucket/... locations",
         )
-        self._check(self.keep_models >= 2, "keep_models", "must be >= 2 (the serving model and one more)")
+        for name in ("initial_model_data_url", "validation_manifest_uri"):
+            self._check_object_inside(name)
 
     def _check(self, ok: bool, name: str, problem: str) -> None:
         if not ok:
             raise SettingsError(f"setting {name}={getattr(self, name)!r} {problem}")
 
+    def _check_object_inside(self, name: str) -> None:
+        """An optional S3 object setting: empty, or an object under the loop's root or an allowed location."""
+        uri = getattr(self, name)
+        if uri is None:
+            return
+        self._check(
+            is_s3_object_uri(uri), name, "must be s3://bucket/key (a valid bucket and a key) or empty"
+        )
+        try:
+            self.check_inside(uri, f"setting {name}")
+        except ConfinementError as err:
+            raise SettingsError(str(err)) from err
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> LoopSettings:
-        """Build settings from Params or a dict; empty strings mean "not set"; unknown keys go to ``extra``.
+        """Build settings from Params or a dict; empty strings and ``None`` mean "not set".
 
-        :raises SettingsError: naming a missing or invalid setting.
+        :raises SettingsError: naming a missing, invalid or unknown setting (with the close match).
         """
-        known = {f.name: f for f in fields(cls) if f.name != "extra"}
+        known = {f.name: f for f in fields(cls)}
+        unknown = [name for name in values if name not in known]
+        if unknown:
+            raise SettingsError(
+                "unknown setting(s): "
+                + ", ".join(_with_suggestion(name, known) for name in unknown)
+                + f"; the settings are {', '.join(known)}"
+            )
         kwargs: dict[str, Any] = {}
         for name, value in values.items():
-            if name not in known or value is None or (value == "" and name != "prefix"):
+            if value is None or (value == "" and name != "prefix"):
                 continue
             kwargs[name] = _coerce(name, value, known[name].type)
-        missing = [name for name in REQUIRED_SETTINGS if name not in kwargs]
+        missing = [name for name, f in known.items() if f.default is MISSING and name not in kwargs]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
-        extra = {k: v for k, v in values.items() if k not in known}
-        return cls(**kwargs, extra=extra)
+        return cls(**kwargs)
 
     # S3 layout (DESIGN.md section 4) ---------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -194,11 +275,14 @@ class LoopSettings:
     def check_inside(self, uri: str, what: str, within: str | None = None) -> str:
         """``uri`` if it lies under ``within`` (default: the loop's root) or an allowed location.
 
+        An allowed location is a folder (``s3://shared/validation`` allows ``s3://shared/validation/x``,
+        not ``s3://shared/validation-old/x``) or exactly one object.
+
         :param what: names the URI in the error (e.g. ``"the source-ref of a manifest line"``).
         :raises ConfinementError: naming ``what``, the URI and where it had to be.
         """
         allowed = (within or self.root_uri, *self.allowed_s3_uris)
-        if isinstance(uri, str) and any(uri.startswith(location) for location in allowed):
+        if isinstance(uri, str) and any(_lies_under(uri, location) for location in allowed):
             return uri
         raise ConfinementError(
             f"{what} {uri!r} is outside {allowed[0]}"
@@ -215,13 +299,31 @@ class LoopSettings:
         return self.uri("training") + "/"
 
 
+def _lies_under(uri: str, location: str) -> bool:
+    if location.endswith("/"):
+        return uri.startswith(location)
+    return uri == location or uri.startswith(location + "/")
+
+
+def _with_suggestion(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
     """Turn Param/env values (often strings) into the field's type, with an error naming the field."""
     kind = str(annotation)
     try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower()
+            if word not in TRUE_WORDS | FALSE_WORDS:
+                raise ValueError("expected true or false")
+            return word in TRUE_WORDS
         if kind.startswith("tuple"):
             if isinstance(value, str):
-                value = [part.strip() for part in value.split(",")]
+                value = [part.strip() for part in value.split(",")] if value.strip() else []
             if not isinstance(value, Sequence):
                 raise TypeError("expected a list")
             return tuple(value)
@@ -232,7 +334,133 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if "float" in kind:
             if isinstance(value, bool):
                 raise TypeError("expected a number")
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("expected a finite number")
+            return number
         return str(value)
     except (TypeError, ValueError) as err:
         raise SettingsError(f"setting {name}={value!r}: {err}") from err
+
+
+# Params: one JSON-schema-like spec per setting -------------------------------------------------
+JSON_TYPES = {
+    "str": "string",
+    "str | None": ["null", "string"],
+    "int": "integer",
+    "int | None": ["null", "integer"],
+    "float": "number",
+    "bool": "boolean",
+    "tuple[str, ...]": "array",
+}
+
+
+def setting_schemas(defaults: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """One spec per setting, in field order: ``default``, JSON-schema ``type`` (and ``items``),
+    bounds and ``description``; what the DAG turns into ``Param(**spec)``.
+
+    :param defaults: defaults replacing the fields' own (e.g. :meth:`EnvironmentDefaults.values`);
+        a required setting without one defaults to ``""`` (the form asks for it, the first task
+        names it while it is empty).
+    """
+    defaults = defaults or {}
+    schemas = {}
+    for setting_field in fields(LoopSettings):
+        name, kind = setting_field.name, str(setting_field.type)
+        if kind not in JSON_TYPES:
+            raise TypeError(f"setting {name}: no JSON type for {kind}")
+        default = defaults.get(name, "" if setting_field.default is MISSING else setting_field.default)
+        spec: dict[str, Any] = {
+            "default": list(default) if isinstance(default, tuple) else default,
+            "type": JSON_TYPES[kind],
+            **setting_field.metadata,
+        }
+        if kind.startswith("tuple"):
+            spec["items"] = {"type": "string"}
+        schemas[name] = spec
+    return schemas
+
+
+def environment_variable(name: str) -> str:
+    """The environment variable that gives a default: ``threshold`` -> ``AL_THRESHOLD``."""
+    return ENVIRONMENT_PREFIX + name.upper()
+
+
+@dataclass
+class EnvironmentDefaults:
+    """Defaults from ``AL_<NAME>`` environment variables, read without ever raising.
+
+    A bad value (``AL_THRESHOLD=abc``, or out of bounds) must not remove the whole DAG: it is
+    recorded in :attr:`problems`, naming the variable, its value and what is wrong, and the built-in
+    default stands in for it; the DAG fails every task with those problems until they are fixed.
+
+    :param environ: the environment (``os.environ``).
+    """
+
+    environ: Mapping[str, str]
+    problems: list[str] = field(default_factory=list)
+
+    def _problem(self, name: str, raw: str, what: str) -> None:
+        problem = f"{environment_variable(name)}={raw!r} {what}"
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings' defaults that ``AL_<NAME>`` variables set, each parsed and within bounds."""
+        values: dict[str, Any] = {}
+        for setting_field in fields(LoopSettings):
+            name = setting_field.name
+            raw = self.environ.get(environment_variable(name))
+            if raw is None:
+                continue
+            if raw == "" and name != "prefix":
+                continue  # set but empty: not set (an empty prefix is the bucket root)
+            try:
+                value = _coerce(name, raw, setting_field.type)
+            except SettingsError as err:
+                self._problem(name, raw, f"is not valid for setting {name}: {err.__cause__}")
+                continue
+            problem = bounds_problem(value, setting_field.metadata)
+            if problem:
+                self._problem(name, raw, f"is not valid for setting {name}: {problem}")
+                continue
+            values[name] = value
+        return values
+
+    def param_specs(self) -> dict[str, dict[str, Any]]:
+        """:func:`setting_schemas` with the environment's defaults; a setting whose variable is bad
+        says so in its description (the trigger form shows it)."""
+        schemas = setting_schemas(self.settings())
+        for name, schema in schemas.items():
+            bad = [p for p in self.problems if p.startswith(environment_variable(name) + "=")]
+            if bad:
+                schema["description"] += f" (INVALID {bad[0]}; every task fails until it is fixed)"
+        return schemas
+
+    def text(self, name: str, default: str = "") -> str:
+        """A DAG-level knob (not a loop setting), as text."""
+        return self.environ.get(environment_variable(name), default)
+
+    def number(self, name: str, default: float) -> float:
+        """A DAG-level knob as a number; a bad value is recorded and ``default`` used."""
+        return self._parse(name, default, float)
+
+    def integer(self, name: str, default: int) -> int:
+        """A DAG-level knob as a whole number; a bad value is recorded and ``default`` used."""
+        return self._parse(name, default, int)
+
+    def _parse(self, name: str, default: Any, kind: Callable[[str], Any]) -> Any:
+        raw = self.environ.get(environment_variable(name))
+        if raw is None or raw == "":
+            return default
+        try:
+            value = kind(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+        except ValueError:
+            self._problem(name, raw, f"is not a {'whole number' if kind is int else 'number'}")
+            return default
+        if value < 0:
+            self._problem(name, raw, "must be >= 0")
+            return default
+        return value

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pendulum
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.serialization.encoders import coerce_to_core_timetable
 from airflow.timetables.base import TimeRestriction
 
 from active_learning.hooks.retries import client_config
-from active_learning.settings import LoopSettings
+from active_learning.operators.predict import BatchPredictOperator
+from active_learning.settings import LoopSettings, setting_schemas
 
 ROOT = Path(__file__).parents[2]
 DAGS = ROOT / "dags"
@@ -172,6 +176,37 @@ def test_settings_template_renders_to_valid_settings(dag) -> None:
     assert settings.max_reviews is None
 
 
+def test_params_are_the_loop_settings_fields(dag) -> None:
+    """One source: every Param is a LoopSettings field with its default, type, bounds, description."""
+    params = {
+        name: {**param.schema, "default": param.value, "description": param.description}
+        for name, param in dag.params.items()
+    }
+    assert params == setting_schemas()
+    assert params["threshold"]["maximum"] == 1
+
+
+def test_the_initial_model_reaches_deploy_model_through_the_settings_only(dag) -> None:
+    deploy = dag.get_task("deploy_model")
+    assert not hasattr(deploy, "initial_model_data_url")
+    assert deploy.settings == dag.get_task("batch_predict").settings
+
+
+def test_a_misspelled_param_in_the_run_conf_fails_naming_the_close_match(dag) -> None:
+    params = {name: param.value for name, param in dag.params.items()}
+    params.update(
+        bucket="my-bucket",
+        role_arn="arn:aws:iam::123456789012:role/A2IRole",
+        workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/reviewers",
+        treshold=0.3,  # what dag_run.conf adds to params
+    )
+    rendered = (
+        dag.get_template_env().from_string(dag.get_task("batch_predict").settings).render(params=params)
+    )
+    with pytest.raises(AirflowFailException, match="did you mean 'threshold'"):
+        _ = BatchPredictOperator(task_id="t", settings=rendered, day="2026-11-25").loop_settings
+
+
 def run_python(code: str, **env: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -203,6 +238,39 @@ def test_param_defaults_come_from_environment_variables() -> None:
     )
 
 
+def test_a_bad_environment_value_keeps_the_dag_and_fails_every_task_naming_the_variable() -> None:
+    code = textwrap.dedent(
+        """
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        bag = DagBag(dag_folder="dags")
+        dag = bag.dags["active_learning"]
+        messages = []
+        for task in dag.tasks:  # what the task runner calls before execute()
+            try:
+                task._pre_execute_hook({})
+            except AirflowFailException as err:
+                messages.append(str(err))
+        threshold = dag.params.get_param("threshold")
+        print(json.dumps(
+            [bag.import_errors, threshold.value, threshold.description, dag.max_active_runs, messages]
+        ))
+        """
+    )
+    output = run_python(code, AL_THRESHOLD="abc", AL_REVIEW_TIMEOUT_HOURS="ten")
+    import_errors, threshold, description, max_active_runs, messages = json.loads(output)
+
+    assert import_errors == {}
+    assert threshold == 0.5  # the built-in default stands in, the Params stay valid
+    assert "INVALID AL_THRESHOLD='abc'" in description  # the trigger form says which variable is wrong
+    assert max_active_runs == 12  # review timeout 240 h, its default
+    assert len(messages) == 11  # every task fails before it runs
+    assert all("AL_THRESHOLD='abc' is not valid for setting threshold" in message for message in messages)
+    assert all("AL_REVIEW_TIMEOUT_HOURS='ten' is not a number" in message for message in messages)
+
+
 def test_dag_parses_quickly_enough_for_the_scheduler() -> None:
     """Not a timing assert: the parse must not pull in the heavy modules that make it slow."""
     code = (
@@ -218,3 +286,84 @@ def test_every_aws_task_retries_with_the_package_config(dag) -> None:
     assert len(aws_tasks) == 9
     for task in aws_tasks:
         assert task.botocore_config["retries"] == client_config()["retries"], task.task_id
+
+
+# Under Airflow itself: `airflow dags test` on a fresh metadata database ----------------------------
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+SETTINGS_ENV = {
+    "AL_BUCKET": "my-bucket",
+    "AL_ROLE_ARN": "arn:aws:iam::123456789012:role/A2IRole",
+    "AL_WORKTEAM_ARN": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/reviewers",
+}
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    subprocess.run(
+        [AIRFLOW, "db", "migrate"], env=airflow_env(home), capture_output=True, check=True, timeout=180
+    )
+    return home
+
+
+def airflow_env(home: Path, **settings: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AL_"))}
+    return {
+        **env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # nothing listens on the discard port: a task that reached AWS would fail differently
+        "AIRFLOW_CONN_AWS_DEFAULT": "aws://a:b@/?region_name=us-east-1&endpoint_url=http%3A%2F%2F127.0.0.1%3A9",
+        "PYTHONPATH": str(ROOT / "plugins"),
+        **SETTINGS_ENV,
+        **settings,
+    }
+
+
+def run_one_day(home: Path, **settings: str) -> tuple[str, dict[str, tuple[str, int]]]:
+    """``airflow dags test`` for one day; its log and each task's (state, try number)."""
+    result = subprocess.run(
+        [AIRFLOW, "dags", "test", "active_learning", "2026-11-26"],
+        env=airflow_env(home, **settings),
+        capture_output=True,
+        text=True,
+        # a retry would wait AL_RETRY_DELAY_SECONDS (300 s) first: the timeout catches it
+        timeout=240,
+        check=False,
+    )
+    with sqlite3.connect(home / "airflow.db") as db:
+        run_id = db.execute("SELECT run_id FROM dag_run ORDER BY id DESC LIMIT 1").fetchone()[0]
+        states = db.execute(
+            "SELECT task_id, state, try_number FROM task_instance WHERE run_id = ?", (run_id,)
+        )
+        return result.stdout + result.stderr, {task: (state, tries) for task, state, tries in states}
+
+
+FAILED_ONCE = {
+    # the tasks that read the settings, each tried once; the manifest and training run after
+    # failures (all_done), and failed_day fails the run
+    "deploy_model": ("failed", 1),
+    "create_human_review_workflow": ("failed", 1),
+    "augmented_manifest": ("failed", 1),
+    "incremental_training": ("failed", 1),
+    "failed_day": ("failed", 1),
+}
+
+
+def test_a_wrong_setting_fails_each_task_once_without_retries(airflow_home: Path) -> None:
+    log, tasks = run_one_day(airflow_home, AL_VALIDATION_MANIFEST_URI="s3://elsewhere/validation.manifest")
+
+    assert {task: state for task, state in tasks.items() if state[0] == "failed"} == FAILED_ONCE
+    assert all(state == "upstream_failed" for state, _ in (tasks[t] for t in tasks if t not in FAILED_ONCE))
+    assert "up_for_retry" not in log
+    assert log.count("setting validation_manifest_uri 's3://elsewhere/validation.manifest' is outside") >= 3
+
+
+def test_a_bad_environment_value_fails_the_run_naming_the_variable(airflow_home: Path) -> None:
+    log, tasks = run_one_day(airflow_home, AL_THRESHOLD="abc")
+
+    assert {task: state for task, state in tasks.items() if state[0] == "failed"} == FAILED_ONCE
+    assert "up_for_retry" not in log
+    assert log.count("AL_THRESHOLD='abc' is not valid for setting threshold") >= 3

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date
 
+import jsonschema
 import pytest
 
 from active_learning.classes import VOC_CLASSES
-from active_learning.settings import ConfinementError, LoopSettings, SettingsError, split_s3_uri
+from active_learning.settings import (
+    ConfinementError,
+    EnvironmentDefaults,
+    LoopSettings,
+    SettingsError,
+    setting_schemas,
+    split_s3_uri,
+)
 
 REQUIRED = {
     "bucket": "my-bucket",
@@ -41,14 +50,32 @@ def test_from_mapping_coerces_strings_and_ignores_empty_values() -> None:
             "task_count": "2",
             "class_names": "cat, dog",
             "validation_manifest_uri": None,
-            "something_else": 1,
+            "require_approval": "true",
         }
     )
     assert settings.threshold == 0.4
     assert settings.max_reviews is None
     assert settings.task_count == 2
     assert settings.class_names == ("cat", "dog")
-    assert settings.extra == {"something_else": 1}
+    assert settings.require_approval is True
+
+
+def test_a_misspelled_setting_is_refused_with_the_close_match() -> None:
+    with pytest.raises(
+        SettingsError, match=r"unknown setting\(s\): 'treshold' \(did you mean 'threshold'\?\)"
+    ):
+        LoopSettings.from_mapping({**REQUIRED, "treshold": 0.3})
+
+
+def test_every_unknown_key_is_named_even_without_a_close_match() -> None:
+    with pytest.raises(SettingsError, match=r"'zzz', 'task_cnt' \(did you mean 'task_count'\?\)"):
+        LoopSettings.from_mapping({**REQUIRED, "zzz": 1, "task_cnt": 2})
+
+
+@pytest.mark.parametrize("flag", ["maybe", 2, "tru"])
+def test_require_approval_must_be_true_or_false(flag: object) -> None:
+    with pytest.raises(SettingsError, match="require_approval"):
+        LoopSettings.from_mapping({**REQUIRED, "require_approval": flag})
 
 
 def test_missing_required_settings_are_named() -> None:
@@ -70,6 +97,24 @@ def test_missing_required_settings_are_named() -> None:
         ({"task_time_limit_seconds": 10}, "task_time_limit_seconds"),
         ({"task_availability_seconds": 864_001}, "task_availability_seconds"),
         ({"validation_manifest_uri": "/local/file"}, "validation_manifest_uri"),
+        ({"validation_manifest_uri": "s3://"}, "validation_manifest_uri"),
+        ({"validation_manifest_uri": "s3://my-bucket"}, "validation_manifest_uri"),
+        ({"validation_manifest_uri": "s3://my-bucket/"}, "validation_manifest_uri"),
+        (
+            {"validation_manifest_uri": "s3://Bad_Bucket/active-learning/v.manifest"},
+            "validation_manifest_uri",
+        ),
+        (
+            {"validation_manifest_uri": "s3://my-bucket/active-learning/validation/"},
+            "validation_manifest_uri",
+        ),
+        ({"initial_model_data_url": "https://example.com/model.tar.gz"}, "initial_model_data_url"),
+        ({"initial_model_data_url": "s3://"}, "initial_model_data_url"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"max_reviews": -1}, "max_reviews"),
+        ({"audit_fraction": 1.5}, "audit_fraction"),
+        ({"min_new_labels": -1}, "min_new_labels"),
+        ({"map_tolerance": -0.1}, "map_tolerance"),
         ({"validation_fraction": 0}, "validation_fraction"),
         ({"keep_models": 1}, "keep_models"),
         ({"class_names": ("cat", "cat")}, "more than once"),
@@ -78,6 +123,42 @@ def test_missing_required_settings_are_named() -> None:
 def test_invalid_settings_name_the_setting(override: dict, name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         LoopSettings(**{**REQUIRED, **override})
+
+
+@pytest.mark.parametrize("name", ["validation_manifest_uri", "initial_model_data_url"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://other-bucket/active-learning/file",
+        "s3://my-bucket/elsewhere/file",
+        "s3://my-bucket/active-learning-other/file",  # a sibling prefix that merely starts alike
+    ],
+)
+def test_s3_settings_outside_the_loop_root_are_refused_naming_the_setting(name: str, uri: str) -> None:
+    with pytest.raises(
+        SettingsError, match=rf"setting {name} '{uri}' is outside s3://my-bucket/active-learning/"
+    ):
+        LoopSettings(**REQUIRED, **{name: uri})
+
+
+def test_s3_settings_inside_the_root_or_an_allowed_location_are_accepted() -> None:
+    settings = LoopSettings.from_mapping(
+        {
+            **REQUIRED,
+            "validation_manifest_uri": "s3://shared-data/validation/fixed.manifest",
+            "initial_model_data_url": "s3://my-bucket/active-learning/models/initial/model.tar.gz",
+            "allowed_s3_uris": "s3://shared-data/validation/",
+        }
+    )
+    assert settings.allowed_s3_uris == ("s3://shared-data/validation/",)
+    assert settings.validation_manifest_uri == "s3://shared-data/validation/fixed.manifest"
+    # one allowed object, without a trailing slash, allows that object only
+    exact = "s3://shared-data/models/model.tar.gz"
+    assert LoopSettings(
+        **REQUIRED, initial_model_data_url=exact, allowed_s3_uris=(exact,)
+    ).initial_model_data_url
+    with pytest.raises(SettingsError, match="initial_model_data_url"):
+        LoopSettings(**REQUIRED, initial_model_data_url=exact + ".old", allowed_s3_uris=(exact,))
 
 
 def test_from_mapping_rejects_non_numbers_naming_the_setting() -> None:
@@ -127,6 +208,134 @@ def test_check_inside_with_an_empty_prefix_allows_the_whole_bucket() -> None:
     settings.check_inside(f"s3://{REQUIRED['bucket']}/anything", "x")
 
 
+def test_an_allowed_folder_does_not_allow_its_siblings() -> None:
+    settings = LoopSettings(**REQUIRED, allowed_s3_uris=("s3://shared-data/validation",))
+    assert settings.check_inside("s3://shared-data/validation/v.manifest", "x")
+    with pytest.raises(ConfinementError):
+        settings.check_inside("s3://shared-data/validation-old/v.manifest", "x")
+
+
 def test_allowed_s3_uris_must_be_s3_locations() -> None:
     with pytest.raises(SettingsError, match="allowed_s3_uris"):
         LoopSettings(**{**REQUIRED, "allowed_s3_uris": ("https://x/",)})
+
+
+# Params from the fields -------------------------------------------------------------------------
+
+
+def test_every_setting_has_a_param_spec_with_its_default_type_bounds_and_description() -> None:
+    schemas = setting_schemas()
+
+    assert list(schemas) == [f.name for f in fields(LoopSettings)]
+    assert schemas["threshold"] == {
+        "default": 0.5,
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "description": "review images whose top score is below this",
+    }
+    assert schemas["bucket"]["default"] == ""  # required: the form asks for it
+    assert schemas["max_reviews"]["type"] == ["null", "integer"]
+    assert schemas["class_names"] == {**schemas["class_names"], "default": list(VOC_CLASSES), "type": "array"}
+    assert schemas["require_approval"]["type"] == "boolean"
+    assert schemas["validation_fraction"]["exclusiveMinimum"] == 0
+    assert all(spec["description"] for spec in schemas.values())
+
+
+def test_param_specs_are_valid_json_schemas_that_accept_their_defaults() -> None:
+    for spec in setting_schemas().values():
+        schema = {k: v for k, v in spec.items() if k != "default"}
+        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.validate(spec["default"], schema)  # raises, naming the failing schema
+
+
+def test_a_spec_default_builds_valid_settings_once_the_required_ones_are_given() -> None:
+    defaults = {name: spec["default"] for name, spec in setting_schemas().items()}
+    assert LoopSettings.from_mapping({**defaults, **REQUIRED}) == LoopSettings(**REQUIRED)
+
+
+def test_bounds_are_enforced_from_the_field_metadata() -> None:
+    for setting_field in fields(LoopSettings):
+        if "maximum" in setting_field.metadata:
+            with pytest.raises(SettingsError, match=setting_field.name):
+                LoopSettings(**REQUIRED, **{setting_field.name: setting_field.metadata["maximum"] + 1})
+
+
+def test_environment_variables_set_the_defaults() -> None:
+    environment = EnvironmentDefaults(
+        {
+            "AL_BUCKET": "env-bucket",
+            "AL_THRESHOLD": "0.3",
+            "AL_TASK_COUNT": "2",
+            "AL_CLASS_NAMES": "cat,dog",
+            "AL_MAX_REVIEWS": "",
+            "AL_PREFIX": "",
+            "AL_REQUIRE_APPROVAL": "True",
+            "AL_ALLOWED_S3_URIS": "s3://shared/a/,s3://shared/b/",
+            "UNRELATED": "x",
+        }
+    )
+    specs = environment.param_specs()
+
+    assert environment.problems == []
+    assert specs["bucket"]["default"] == "env-bucket"
+    assert specs["threshold"]["default"] == 0.3
+    assert specs["task_count"]["default"] == 2
+    assert specs["class_names"]["default"] == ["cat", "dog"]
+    assert specs["max_reviews"]["default"] is None
+    assert specs["prefix"]["default"] == ""
+    assert specs["require_approval"]["default"] is True
+    assert specs["allowed_s3_uris"]["default"] == ["s3://shared/a/", "s3://shared/b/"]
+    assert specs["endpoint_name"]["default"] == "active-learning-od"
+
+
+def test_empty_environment_variables_mean_not_set() -> None:
+    names = [f.name for f in fields(LoopSettings) if f.name != "prefix"]
+    environment = EnvironmentDefaults({f"AL_{name.upper()}": "" for name in names})
+
+    assert environment.param_specs() == setting_schemas()  # valid Params: the DAG still loads
+    assert environment.problems == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("AL_THRESHOLD", "abc", "could not convert string to float"),
+        ("AL_THRESHOLD", "1.5", "must be >= 0 and <= 1"),
+        ("AL_THRESHOLD", "nan", "expected a finite number"),
+        ("AL_TASK_COUNT", "2.5", "invalid literal"),
+        ("AL_TASK_COUNT", "0", "must be >= 1 and <= 3"),
+        ("AL_REQUIRE_APPROVAL", "sometimes", "expected true or false"),
+    ],
+)
+def test_a_bad_environment_value_is_recorded_naming_the_variable_never_raised(
+    variable: str, value: str, problem: str
+) -> None:
+    environment = EnvironmentDefaults({variable: value})
+    name = variable.removeprefix("AL_").lower()
+
+    specs = environment.param_specs()
+
+    [recorded] = environment.problems
+    assert recorded.startswith(f"{variable}={value!r} is not valid for setting {name}: ")
+    assert problem in recorded
+    # the built-in default stands in, so that the Params stay valid and the DAG loads
+    assert specs[name]["default"] == setting_schemas()[name]["default"]
+    assert f"INVALID {variable}" in specs[name]["description"]
+    for spec in specs.values():  # every default valid, as Airflow requires of a scheduled DAG
+        jsonschema.validate(spec["default"], {k: v for k, v in spec.items() if k != "default"})
+
+
+def test_dag_level_knobs_record_bad_values_and_keep_the_default() -> None:
+    environment = EnvironmentDefaults(
+        {"AL_WAITER_DELAY_SECONDS": "soon", "AL_REVIEW_TIMEOUT_HOURS": "-1", "AL_REVIEW_POLL_SECONDS": "60"}
+    )
+
+    assert environment.integer("waiter_delay_seconds", 30) == 30
+    assert environment.number("review_timeout_hours", 240) == 240
+    assert environment.number("review_poll_seconds", 300) == 60.0
+    assert environment.text("aws_conn_id", "aws_default") == "aws_default"
+    assert environment.problems == [
+        "AL_WAITER_DELAY_SECONDS='soon' is not a whole number",
+        "AL_REVIEW_TIMEOUT_HOURS='-1' must be >= 0",
+    ]

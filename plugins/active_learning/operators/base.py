@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from functools import cached_property
 from typing import Any, TypeVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.common.compat.sdk import AirflowFailException
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_code
@@ -31,16 +32,44 @@ def trigger_connection(task: Any) -> dict[str, Any]:
     }
 
 
+class ConfigurationError(AirflowFailException, SettingsError):
+    """A wrong setting or argument: the task fails once, without retries (a retry cannot fix it).
+
+    Still a :class:`SettingsError`, so callers may catch it as one.
+    """
+
+
 def as_mapping(value: Any, name: str) -> Mapping[str, Any]:
-    """A templated mapping argument; a JSON string (what a Jinja template renders) is decoded."""
+    """A templated mapping argument; a JSON string (what a Jinja template renders) is decoded.
+
+    :raises ConfigurationError: when it is neither (not retried).
+    """
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
-            raise SettingsError(f"{name} is neither a mapping nor a JSON object: {err}") from err
+            raise ConfigurationError(f"{name} is neither a mapping nor a JSON object: {err}") from err
     if not isinstance(value, Mapping):
-        raise SettingsError(f"{name} must be a mapping, got {type(value).__name__}")
+        raise ConfigurationError(f"{name} must be a mapping, got {type(value).__name__}")
     return value
+
+
+def refuse_bad_environment(problems: Sequence[str]) -> Callable[[Any], None]:
+    """A ``pre_execute`` hook failing the task, without retries, while ``problems`` is not empty.
+
+    The DAG file records bad ``AL_*`` values there instead of raising at parse time (which would
+    remove the whole DAG); the list is read when the task runs, so every value read while parsing counts.
+
+    :param problems: e.g. :attr:`active_learning.settings.EnvironmentDefaults.problems`.
+    """
+
+    def check_environment(context: Any) -> None:
+        if problems:
+            raise ConfigurationError(
+                "bad environment variable(s) in the DAG file's environment: " + "; ".join(problems)
+            )
+
+    return check_environment
 
 
 class RetryLoggingMixin:
@@ -89,15 +118,26 @@ class LoopOperatorMixin(RetryLoggingMixin):
 
     @property
     def loop_settings(self) -> LoopSettings:
-        """The validated settings; a JSON string (e.g. rendered from ``{{ params | tojson }}``) is decoded."""
-        return LoopSettings.from_mapping(as_mapping(self.settings, "settings"))
+        """The validated settings; a JSON string (e.g. rendered from ``{{ params | tojson }}``) is decoded.
+
+        :raises ConfigurationError: naming the wrong setting (not retried).
+        """
+        mapping = as_mapping(self.settings, "settings")
+        try:
+            return LoopSettings.from_mapping(mapping)
+        except SettingsError as err:
+            raise ConfigurationError(str(err)) from err
 
     @property
     def run_day(self) -> date:
+        """The day the run processes.
+
+        :raises ConfigurationError: when ``day`` is not a date (not retried).
+        """
         try:
             return date.fromisoformat(str(self.day))
         except ValueError as err:
-            raise SettingsError(f"day={self.day!r} is not a YYYY-MM-DD date") from err
+            raise ConfigurationError(f"day={self.day!r} is not a YYYY-MM-DD date") from err
 
     def other_hook(self, hook_class: type[HookT]) -> HookT:
         """Another AWS hook on the same connection, region and botocore config as the operator's."""

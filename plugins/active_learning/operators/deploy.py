@@ -16,7 +16,8 @@ from active_learning.hooks.errors import error_message
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
 from active_learning.links.console import EndpointLink
 from active_learning.naming import endpoint_config_name, model_name
-from active_learning.operators.base import LoopOperatorMixin, trigger_connection
+from active_learning.operators.base import ConfigurationError, LoopOperatorMixin, trigger_connection
+from active_learning.settings import LoopSettings
 from active_learning.training_data import TAG_TRAINING_LINES
 
 WAITING_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
@@ -60,11 +61,10 @@ class EndpointWaitMixin:
 class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
     """Make sure the endpoint serves a model and return what it serves.
 
-    Absent endpoint: create the model, endpoint config and endpoint from ``initial_model_data_url``
-    and wait until InService. Present and InService: change nothing.
+    Absent endpoint: create the model, endpoint config and endpoint from the setting
+    ``initial_model_data_url`` and wait until InService. Present and InService: change nothing.
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
-    :param initial_model_data_url: ``s3://.../model.tar.gz`` of the first model.
     :param image_uri: the inference image; default: the built-in object-detection image of the region.
     :param deferrable: wait in the triggerer rather than in a worker slot.
     :param waiter_delay: seconds between status checks.
@@ -72,14 +72,13 @@ class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[
     """
 
     aws_hook_class = ModelLineageHook
-    template_fields: Sequence[str] = aws_template_fields("settings", "initial_model_data_url", "image_uri")
+    template_fields: Sequence[str] = aws_template_fields("settings", "image_uri")
     operator_extra_links = (EndpointLink(),)
 
     def __init__(
         self,
         *,
         settings: Mapping[str, Any] | str,
-        initial_model_data_url: str,
         image_uri: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         waiter_delay: int = 30,
@@ -88,7 +87,6 @@ class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.initial_model_data_url = initial_model_data_url
         self.image_uri = image_uri
         self.deferrable = deferrable
         self.waiter_delay = waiter_delay
@@ -126,16 +124,18 @@ class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[
             raise AirflowException(f"Endpoint did not become InService: {validated.get('message')}")
         return self._served(self.loop_settings.endpoint_name, created=created)
 
-    def _create(self, settings: Any) -> None:
-        if not self.initial_model_data_url.startswith("s3://"):
-            raise AirflowException(
-                f"initial_model_data_url={self.initial_model_data_url!r} must be an s3:// URI of model.tar.gz"
+    def _create(self, settings: LoopSettings) -> None:
+        model_data_url = settings.initial_model_data_url  # checked (S3 object, confined) by LoopSettings
+        if model_data_url is None:
+            raise ConfigurationError(
+                f"setting initial_model_data_url is empty and endpoint {settings.endpoint_name} does not "
+                "exist: set it to the s3:// URI of the first model.tar.gz"
             )
         image = self.image_uri or builtin_image_uri(self.hook.conn_region_name)
         model = self.hook.ensure_model(
-            model_name(settings.resource_prefix, self.initial_model_data_url),
+            model_name(settings.resource_prefix, model_data_url),
             image,
-            self.initial_model_data_url,
+            model_data_url,
             settings.role_arn,
             tags={TAG_TRAINING_LINES: "0"},
         )

@@ -10,15 +10,18 @@ from unittest.mock import MagicMock
 import jinja2
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.common.compat.sdk import AirflowFailException
 from botocore.exceptions import ClientError
 
 from active_learning.manifest import ManifestFormatError
 from active_learning.operators.base import (
     S3JsonLinesWriter,
+    as_mapping,
     iter_json_lines,
     iter_keys,
     iter_objects,
     put_json_lines,
+    refuse_bad_environment,
 )
 from active_learning.operators.predict import BatchPredictOperator
 from active_learning.settings import LoopSettings, SettingsError
@@ -174,8 +177,51 @@ def test_loop_settings_decodes_the_json_the_dag_template_renders() -> None:
     ],
 )
 def test_loop_settings_rejects_garbage(value: Any, message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(SettingsError, match=message) as raised:
         make_operator(settings=value).loop_settings  # noqa: B018
+    assert isinstance(raised.value, AirflowFailException)  # a retry cannot fix it
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"treshold": 0.3}, r"unknown setting\(s\): 'treshold' \(did you mean 'threshold'\?\)"),
+        ({"threshold": 1.5}, r"setting threshold=1.5 must be >= 0 and <= 1"),
+        (
+            {"validation_manifest_uri": "s3://"},
+            r"setting validation_manifest_uri='s3://' must be s3://bucket/key",
+        ),
+        (
+            {"validation_manifest_uri": "s3://elsewhere/v.manifest"},
+            r"setting validation_manifest_uri .* is outside",
+        ),
+    ],
+)
+def test_a_wrong_setting_fails_the_task_once_without_retries(override: dict[str, Any], message: str) -> None:
+    with pytest.raises(AirflowFailException, match=message):
+        make_operator(settings={**SETTINGS, **override}).loop_settings  # noqa: B018
+
+
+def test_a_bad_day_fails_the_task_once_without_retries() -> None:
+    with pytest.raises(AirflowFailException, match="day='yesterday' is not a YYYY-MM-DD date"):
+        make_operator(day="yesterday").run_day  # noqa: B018
+
+
+@pytest.mark.parametrize(("value", "message"), [("[1]", "must be a mapping, got list"), ("{", "neither")])
+def test_a_malformed_mapping_argument_fails_once_without_retries(value: str, message: str) -> None:
+    with pytest.raises(AirflowFailException, match=message):
+        as_mapping(value, "training")
+
+
+def test_refuse_bad_environment_fails_once_with_every_problem_read_by_then() -> None:
+    problems: list[str] = []
+    check = refuse_bad_environment(problems)
+    check({})  # nothing wrong: the task runs
+
+    problems.append("AL_THRESHOLD='abc' is not valid for setting threshold: could not convert")
+    problems.append("AL_WAITER_DELAY_SECONDS='soon' is not a whole number")  # read after the hook was made
+    with pytest.raises(AirflowFailException, match=r"AL_THRESHOLD='abc' .*; AL_WAITER_DELAY_SECONDS='soon'"):
+        check({})
 
 
 def test_run_day() -> None:

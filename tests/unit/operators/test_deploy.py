@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
@@ -21,7 +21,7 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 ENDPOINT = "object-detection"
 IMAGE = f"123.dkr.ecr.{REGION}.amazonaws.com/object-detection:1"
-INITIAL_MODEL = "s3://my-bucket/models/initial/model.tar.gz"
+INITIAL_MODEL = "s3://my-bucket/active-learning/models/initial/model.tar.gz"
 SETTINGS = {
     "bucket": "my-bucket",
     "role_arn": f"arn:aws:iam::{ACCOUNT}:role/A2IRole",
@@ -47,8 +47,7 @@ def _operator(**kwargs: Any) -> DeployModelOperator:
     kwargs.setdefault("image_uri", IMAGE)
     return DeployModelOperator(
         task_id="deploy_model",
-        settings=SETTINGS,
-        initial_model_data_url=kwargs.pop("initial_model_data_url", INITIAL_MODEL),
+        settings={**SETTINGS, "initial_model_data_url": INITIAL_MODEL, **kwargs.pop("settings", {})},
         aws_conn_id=None,
         region_name=REGION,
         waiter_delay=1,
@@ -97,7 +96,9 @@ def test_absent_endpoint_is_created_from_the_initial_model(context: dict[str, An
 
 def test_present_in_service_endpoint_is_left_alone(context: dict[str, Any]) -> None:
     _operator().execute(context)
-    rerun = _operator(initial_model_data_url="s3://my-bucket/models/other/model.tar.gz")
+    rerun = _operator(
+        settings={"initial_model_data_url": "s3://my-bucket/active-learning/models/other/model.tar.gz"}
+    )
     spies = _spy(rerun.hook, *CREATES)
 
     result = rerun.execute(context)
@@ -194,15 +195,52 @@ def test_execute_complete_error_event_raises(
 
 
 @pytest.mark.parametrize(
-    "url", ["https://example.com/model.tar.gz", "my-bucket/models/initial/model.tar.gz", ""]
+    ("url", "problem"),
+    [
+        ("https://example.com/model.tar.gz", "must be s3://bucket/key"),
+        ("my-bucket/models/initial/model.tar.gz", "must be s3://bucket/key"),
+        ("s3://", "must be s3://bucket/key"),
+        ("s3://other-bucket/models/model.tar.gz", "is outside s3://my-bucket/active-learning/"),
+        ("s3://my-bucket/models/initial/model.tar.gz", "is outside s3://my-bucket/active-learning/"),
+    ],
 )
-def test_bad_initial_model_data_url_raises_before_creating(context: dict[str, Any], url: str) -> None:
-    op = _operator(initial_model_data_url=url)
+def test_bad_initial_model_data_url_fails_once_before_creating(
+    context: dict[str, Any], url: str, problem: str
+) -> None:
+    op = _operator(settings={"initial_model_data_url": url})
     spies = _spy(op.hook, *CREATES)
 
-    with pytest.raises(AirflowException, match=r"initial_model_data_url=.* must be an s3:// URI"):
+    with pytest.raises(AirflowFailException, match=rf"setting initial_model_data_url.*{problem}"):
         op.execute(context)
     assert all(spy.call_count == 0 for spy in spies.values())
+
+
+def test_an_initial_model_allowed_outside_the_prefix_is_deployed(context: dict[str, Any]) -> None:
+    shared = "s3://shared-models/object-detection/model.tar.gz"
+    op = _operator(settings={"initial_model_data_url": shared, "allowed_s3_uris": ["s3://shared-models/"]})
+
+    assert op.execute(context)["model_data_url"] == shared
+
+
+def test_no_initial_model_and_no_endpoint_fails_once_naming_the_setting(context: dict[str, Any]) -> None:
+    op = _operator(settings={"initial_model_data_url": None})
+    spies = _spy(op.hook, *CREATES)
+
+    with pytest.raises(AirflowFailException, match=r"setting initial_model_data_url is empty and endpoint"):
+        op.execute(context)
+    assert all(spy.call_count == 0 for spy in spies.values())
+
+
+def test_no_initial_model_is_needed_while_the_endpoint_exists(context: dict[str, Any]) -> None:
+    _operator().execute(context)
+
+    assert _operator(settings={"initial_model_data_url": ""}).execute(context)["created"] is False
+
+
+def test_the_initial_model_comes_from_the_settings_only() -> None:
+    assert "initial_model_data_url" not in DeployModelOperator.template_fields
+    with pytest.raises(TypeError, match="initial_model_data_url"):
+        DeployModelOperator(task_id="x", settings=SETTINGS, initial_model_data_url=INITIAL_MODEL)
 
 
 def test_default_image_is_the_builtin_object_detection_image(context: dict[str, Any]) -> None:
