@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # Tags put on SageMaker models: the lineage and quality the next run compares against.
 TAG_VALIDATION_MAP = "active-learning:validation-mAP"
@@ -76,3 +78,11 @@ def evaluation_gate(new_map: float | None, serving_map: float | None, tolerance:
     return GateDecision(
         False, f"new mAP {new_map:.4f} is worse than serving {serving_map:.4f} beyond tolerance {tolerance}"
     )
+
+
+def final_metric(job: Mapping[str, Any], metric: str = VALIDATION_METRIC) -> float | None:
+    """A training job's final value of ``metric`` (``DescribeTrainingJob``), ``None`` when it has none."""
+    for item in job.get("FinalMetricDataList", []):
+        if item["MetricName"] == metric:
+            return float(item["Value"])
+    return None

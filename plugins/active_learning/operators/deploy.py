@@ -6,59 +6,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_message
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
 from active_learning.links.console import EndpointLink
 from active_learning.naming import endpoint_config_name, model_name
-from active_learning.operators.base import ConfigurationError, LoopOperatorMixin, trigger_connection
+from active_learning.operators.base import ConfigurationError, LoopOperatorMixin
+from active_learning.operators.waiting import ENDPOINT_WAITING_STATUSES, WaitOrDeferMixin
 from active_learning.settings import LoopSettings
 from active_learning.training_data import TAG_TRAINING_LINES
 
-WAITING_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 
-
-class EndpointWaitMixin:
-    """Wait for an endpoint to be InService, in the triggerer or in the worker."""
-
-    deferrable: bool
-    waiter_delay: int
-    waiter_max_attempts: int
-    hook: ModelLineageHook
-
-    def wait_for_endpoint(self, endpoint_name: str, **resume: Any) -> None:
-        """Wait until InService; when deferring, ``resume`` reaches ``execute_complete`` as keywords."""
-        if self.deferrable:
-            self.defer(  # type: ignore[attr-defined]
-                trigger=SageMakerTrigger(
-                    job_name=endpoint_name,
-                    job_type="endpoint",
-                    waiter_delay=self.waiter_delay,
-                    waiter_max_attempts=self.waiter_max_attempts,
-                    **trigger_connection(self),
-                ),
-                method_name="execute_complete",
-                kwargs=resume or None,
-            )
-        try:
-            self.hook.get_waiter("endpoint_in_service").wait(
-                EndpointName=endpoint_name,
-                WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
-            )
-        except WaiterError as err:
-            described = self.hook.describe_endpoint(endpoint_name)
-            raise AirflowException(
-                f"Endpoint {endpoint_name} did not become InService ({err}): it is "
-                f"{described['EndpointStatus']}: {described.get('FailureReason', '')}"
-            ) from err
-
-
-class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
+class DeployModelOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
     """Make sure the endpoint serves a model and return what it serves.
 
     Absent endpoint: create the model, endpoint config and endpoint from the setting
@@ -95,20 +58,14 @@ class DeployModelOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[
     def execute(self, context: Any) -> dict[str, Any]:
         settings = self.loop_settings
         endpoint = settings.endpoint_name
-        EndpointLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            endpoint_name=endpoint,
-        )
+        self.persist_link(EndpointLink, context, endpoint_name=endpoint)
         serving = self.hook.serving_model(endpoint)
         if serving is None:
             self._create(settings)
         elif serving.endpoint_status == "InService":
             self.log.info("Endpoint %s serves %s: nothing to do", endpoint, serving.model_name)
             return {**serving.to_dict(), "created": False}
-        elif serving.endpoint_status not in WAITING_STATUSES:
+        elif serving.endpoint_status not in ENDPOINT_WAITING_STATUSES:
             described = self.hook.describe_endpoint(endpoint)
             raise AirflowException(
                 f"Endpoint {endpoint} is {serving.endpoint_status}: {described.get('FailureReason', '')}"

@@ -20,8 +20,7 @@ from active_learning.hooks.models import ModelLineageHook, ServingModel
 from active_learning.links.console import EndpointLink
 from active_learning.naming import endpoint_config_name, model_name
 from active_learning.operators.base import LoopOperatorMixin, as_mapping
-from active_learning.operators.deploy import WAITING_STATUSES, EndpointWaitMixin
-from active_learning.operators.training import final_metric
+from active_learning.operators.waiting import ENDPOINT_WAITING_STATUSES, WaitOrDeferMixin
 from active_learning.settings import LoopSettings
 from active_learning.training_data import (
     TAG_REJECTED,
@@ -29,6 +28,7 @@ from active_learning.training_data import (
     TAG_TRAINING_LINES,
     TAG_VALIDATION_MAP,
     evaluation_gate,
+    final_metric,
 )
 
 
@@ -92,7 +92,7 @@ class OptionalApprovalOperator(ApprovalOperator):
         return {"chosen_options": ["Approve"], "responded_by_user": None}
 
 
-class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
+class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
     """Put the newly trained model on the endpoint without losing availability.
 
     Creates a model (tagged with its validation mAP and lineage) and an endpoint config from the
@@ -175,13 +175,7 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
     def execute(self, context: Any) -> dict[str, Any]:
         settings = self.loop_settings
         endpoint = settings.endpoint_name
-        EndpointLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            endpoint_name=endpoint,
-        )
+        self.persist_link(EndpointLink, context, endpoint_name=endpoint)
         serving = _serving_or_fail(self.hook, endpoint)
         config = self.target_config(settings, serving)
         if serving.endpoint_config_name == config and serving.endpoint_status == "InService":
@@ -194,7 +188,9 @@ class UpdateEndpointOperator(EndpointWaitMixin, LoopOperatorMixin, AwsBaseOperat
                 EndpointConfigName=config,
                 DeploymentConfig=self.deployment_config(),
             )
-        elif serving.endpoint_status in WAITING_STATUSES:  # an earlier try's update: wait, then verify
+        elif (
+            serving.endpoint_status in ENDPOINT_WAITING_STATUSES
+        ):  # an earlier try's update: wait, then verify
             self.log.info("Endpoint %s is %s: waiting", endpoint, serving.endpoint_status)
         else:  # Failed, UpdateRollbackFailed, OutOfService...: the waiter would poll until it gives up
             described = self.hook.describe_endpoint(endpoint)

@@ -14,14 +14,10 @@ from active_learning.concurrency import bounded_map
 from active_learning.detections import Detection, to_pixel_boxes
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.hooks.retries import client_config
+from active_learning.hooks.s3_lines import iter_json_lines, iter_keys, put_json_lines
 from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import human_loop_arn, human_loop_name, human_loop_prefix
-from active_learning.operators.base import (
-    LoopOperatorMixin,
-    iter_json_lines,
-    iter_keys,
-    put_json_lines,
-)
+from active_learning.operators.base import LoopOperatorMixin
 from active_learning.settings import LoopSettings
 
 MAX_INPUT_CONTENT_CHARS = 3_145_728
@@ -89,12 +85,8 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
         task_start = datetime.now(UTC)
-        FlowDefinitionLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            flow_definition_name=self.flow_definition_arn.rsplit("/", 1)[-1],
+        self.persist_link(
+            FlowDefinitionLink, context, flow_definition_name=self.flow_definition_arn.rsplit("/", 1)[-1]
         )
         self.hook.get_conn()  # create the client once, before the worker threads share it
         key = settings.run_key(day, "human-loops.jsonl")

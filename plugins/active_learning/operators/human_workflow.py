@@ -10,18 +10,20 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
-from botocore.exceptions import WaiterError
 
 from active_learning.hooks.human_workflow import HumanWorkflowHook
 from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import flow_definition_name, task_ui_name
-from active_learning.operators.base import LoopOperatorMixin, trigger_connection
+from active_learning.operators.base import LoopOperatorMixin
+from active_learning.operators.waiting import WaitOrDeferMixin
 from active_learning.triggers.human_workflow import FlowDefinitionActiveTrigger
 
 DEFAULT_TEMPLATE = Path(__file__).parents[3] / "include" / "templates" / "bounding-box.liquid.html"
 
 
-class CreateHumanReviewWorkflowOperator(LoopOperatorMixin, AwsBaseOperator[HumanWorkflowHook]):
+class CreateHumanReviewWorkflowOperator(
+    WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[HumanWorkflowHook]
+):
     """Make sure the worker task UI and the flow definition exist and the flow definition is Active.
 
     Names come from a hash of the template and of the flow definition's settings, so a retry adopts
@@ -83,31 +85,16 @@ class CreateHumanReviewWorkflowOperator(LoopOperatorMixin, AwsBaseOperator[Human
         }
         name = flow_definition_name(settings.resource_prefix, ui_name, request)
         described = self.hook.ensure_flow_definition(name, request)
-        FlowDefinitionLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            flow_definition_name=name,
-        )
+        self.persist_link(FlowDefinitionLink, context, flow_definition_name=name)
         status = described["FlowDefinitionStatus"]
         if status == "Initializing":
-            if self.deferrable:
-                self.defer(
-                    trigger=FlowDefinitionActiveTrigger(
-                        flow_definition_name=name,
-                        waiter_delay=self.waiter_delay,
-                        waiter_max_attempts=self.waiter_max_attempts,
-                        **trigger_connection(self),
-                    ),
-                    method_name="execute_complete",
-                )
-            try:
-                self.hook.get_waiter("FlowDefinitionActive").wait(
-                    FlowDefinitionName=name,
-                    WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
-                )
-            except WaiterError as err:
+            err = self.wait_or_defer(
+                FlowDefinitionActiveTrigger,
+                {"flow_definition_name": name},
+                "FlowDefinitionActive",
+                {"FlowDefinitionName": name},
+            )
+            if err is not None:
                 self.log.warning("Flow definition %s: %s", name, err)
             described = self.hook.describe_flow_definition(name) or described
         return self._result(described)

@@ -14,12 +14,9 @@ from airflow.providers.common.compat.sdk import AirflowException
 from active_learning.concurrency import bounded_map
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.hooks.retries import client_config
+from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_json_lines
 from active_learning.manifest import ManifestConversionError, convert_a2i_output
-from active_learning.operators.base import (
-    LoopOperatorMixin,
-    S3JsonLinesWriter,
-    iter_json_lines,
-)
+from active_learning.operators.base import LoopOperatorMixin
 from active_learning.settings import split_s3_uri
 
 

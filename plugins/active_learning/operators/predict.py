@@ -19,12 +19,9 @@ from active_learning.concurrency import bounded_map
 from active_learning.detections import PredictionParseError, parse_prediction, top_score
 from active_learning.hooks.errors import error_code, error_message
 from active_learning.hooks.retries import client_config
+from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_objects
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
-from active_learning.operators.base import (
-    LoopOperatorMixin,
-    S3JsonLinesWriter,
-    iter_objects,
-)
+from active_learning.operators.base import LoopOperatorMixin
 from active_learning.routing import Decision, ReviewBudget, RoutingPolicy
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}

@@ -12,24 +12,19 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, conf
-from botocore.exceptions import WaiterError
 
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
+from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_json_lines, iter_keys
 from active_learning.links.console import TrainingJobLink
 from active_learning.naming import training_job_name
-from active_learning.operators.base import (
-    LoopOperatorMixin,
-    S3JsonLinesWriter,
-    iter_json_lines,
-    iter_keys,
-    trigger_connection,
-)
+from active_learning.operators.base import LoopOperatorMixin
+from active_learning.operators.waiting import WaitOrDeferMixin
 from active_learning.settings import LoopSettings, split_s3_uri
 from active_learning.training_data import (
     TAG_BASE_MODEL,
     TAG_REJECTED,
     TAG_TRAINING_LINES,
-    VALIDATION_METRIC,
+    final_metric,
     hyperparameters,
     in_validation_hold_out,
 )
@@ -38,14 +33,7 @@ RUN_MANIFEST = re.compile(r"runs/(\d{4}-\d{2}-\d{2})/augmented\.manifest$")
 MAX_ATTEMPTS_PER_DAY = 3
 
 
-def final_metric(job: Mapping[str, Any], metric: str = VALIDATION_METRIC) -> float | None:
-    for item in job.get("FinalMetricDataList", []):
-        if item["MetricName"] == metric:
-            return float(item["Value"])
-    return None
-
-
-class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
+class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
     """Train the built-in object-detection algorithm from the serving model on all labels so far.
 
     Training data is every line of every ``runs/<day>/augmented.manifest`` up to the run's day, so
@@ -103,13 +91,7 @@ class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineag
             raise AirflowException(f"Endpoint {settings.endpoint_name} does not exist: deploy a model first")
         base = training_job_name(settings.resource_prefix, day, serving.model_data_url)
         job_name = self._attempt_name(base)
-        TrainingJobLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            job_name=job_name,
-        )
+        self.persist_link(TrainingJobLink, context, job_name=job_name)
         job = self.hook.describe_or_none("describe_training_job", TrainingJobName=job_name)
         if job is None:
             self._start(
@@ -120,23 +102,13 @@ class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineag
             return self._result(job_name)
         else:
             self.log.info("Training job %s is %s: re-attaching", job_name, job["TrainingJobStatus"])
-        if self.deferrable:
-            self.defer(
-                trigger=SageMakerTrigger(
-                    job_name=job_name,
-                    job_type="training",
-                    waiter_delay=self.waiter_delay,
-                    waiter_max_attempts=self.waiter_max_attempts,
-                    **trigger_connection(self),
-                ),
-                method_name="execute_complete",
-            )
-        try:
-            self.hook.get_waiter("training_job_completed_or_stopped").wait(
-                TrainingJobName=job_name,
-                WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
-            )
-        except WaiterError as err:
+        err = self.wait_or_defer(
+            SageMakerTrigger,
+            {"job_name": job_name, "job_type": "training"},
+            "training_job_completed_or_stopped",
+            {"TrainingJobName": job_name},
+        )
+        if err is not None:
             self.log.warning("Training job %s: %s", job_name, err)
         return self._result(job_name)
 

@@ -15,7 +15,9 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from active_learning.hooks.a2i import A2IRuntimeHook
-from active_learning.operators.base import RetryLoggingMixin, as_mapping, iter_json_lines, trigger_connection
+from active_learning.hooks.s3_lines import iter_json_lines
+from active_learning.operators.base import RetryLoggingMixin, as_mapping
+from active_learning.operators.waiting import trigger_connection
 from active_learning.reviews import ReviewProgress, loop_names
 from active_learning.settings import split_s3_uri
 from active_learning.triggers.human_loops import HumanLoopTrigger

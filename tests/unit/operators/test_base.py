@@ -13,16 +13,15 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.common.compat.sdk import AirflowFailException
 from botocore.exceptions import ClientError
 
-from active_learning.manifest import ManifestFormatError
-from active_learning.operators.base import (
+from active_learning.hooks.s3_lines import (
     S3JsonLinesWriter,
-    as_mapping,
     iter_json_lines,
     iter_keys,
     iter_objects,
     put_json_lines,
-    refuse_bad_environment,
 )
+from active_learning.manifest import ManifestFormatError
+from active_learning.operators.base import as_mapping, refuse_bad_environment
 from active_learning.operators.predict import BatchPredictOperator
 from active_learning.settings import LoopSettings, SettingsError
 from tests.aws_faults import Http503

@@ -1,0 +1,76 @@
+"""JSON Lines objects in S3: listed, streamed line by line, and written whole (never half)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from botocore.exceptions import ClientError
+
+from active_learning.hooks.errors import error_code
+from active_learning.manifest import read_manifest, write_manifest
+
+
+class S3JsonLinesWriter:
+    """Write JSON Lines to a local spool file and upload it whole on a clean exit.
+
+    A failure leaves the S3 object as it was; a retry overwrites it, never appends twice.
+    """
+
+    def __init__(self, s3: S3Hook, bucket: str, key: str) -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.count = 0
+        self._spool: Any = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def __enter__(self) -> S3JsonLinesWriter:
+        self._spool = tempfile.NamedTemporaryFile("w+", suffix=".jsonl", encoding="utf-8")
+        return self
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.count += write_manifest((record,), self._spool)
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                self._spool.flush()
+                self.s3.load_file(self._spool.name, key=self.key, bucket_name=self.bucket, replace=True)
+        finally:
+            self._spool.close()
+
+
+def put_json_lines(s3: S3Hook, bucket: str, key: str, lines: Iterable[Mapping[str, Any]]) -> int:
+    """Upload lines as one JSON Lines object; returns the number of lines."""
+    with S3JsonLinesWriter(s3, bucket, key) as writer:
+        for line in lines:
+            writer.write(line)
+    return writer.count
+
+
+def iter_json_lines(s3: S3Hook, bucket: str, key: str, missing_ok: bool = False) -> Iterator[dict[str, Any]]:
+    """Read a JSON Lines object line by line as it streams from S3."""
+    try:
+        body = s3.get_conn().get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as err:
+        if missing_ok and error_code(err) in ("NoSuchKey", "404"):
+            return
+        raise
+    yield from read_manifest(line.decode("utf-8") for line in body.iter_lines())
+
+
+def iter_objects(s3_client: Any, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+    """``(key, size in bytes)`` of the objects under a prefix, page by page (folder markers left out)."""
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith("/"):
+                yield item["Key"], item["Size"]
+
+
+def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:
+    """Object keys under a prefix, page by page (folder markers left out)."""
+    return (key for key, _ in iter_objects(s3_client, bucket, prefix))
