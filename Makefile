@@ -34,7 +34,7 @@ test: install lint
 demo: install
 	$(BIN)/python -m emulator.demo --output demo-output
 
-# BatchPredictOperator on the local AWS: concurrency 8 vs 1, and peak memory for 10x the images.
+# BatchPredictOperator against a zero-CPU S3 and endpoint stand-in: throughput vs the concurrency limit, memory.
 bench: install
 	$(BIN)/python bench/bench_predict.py
 
