@@ -13,6 +13,7 @@ from botocore.exceptions import WaiterError
 from emulator.model import train
 from emulator.scenes import DEMO_CLASSES, make_scenes
 from emulator.server import Emulator, EmulatorConfig
+from tests.aws_contract import output_errors
 
 BUCKET = "transform-bucket"
 ROLE = "arn:aws:iam::123456789012:role/Transform"
@@ -126,3 +127,11 @@ def test_a_name_is_used_once_and_an_unknown_model_is_refused(emulator: Emulator)
         sagemaker.create_transform_job(
             **request("other-job", source, f"s3://{BUCKET}/out/y/") | {"ModelName": "missing"}
         )
+
+
+def test_describe_transform_job_answers_validate_against_botocores_output_shape(emulator: Emulator) -> None:
+    sagemaker = emulator.client("sagemaker")
+    operation = sagemaker.meta.service_model.operation_model("DescribeTransformJob")
+    for name in ("prefix-job", "bad-job"):
+        response = sagemaker.describe_transform_job(TransformJobName=name)
+        assert output_errors(response, operation) == [], name
