@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ from emulator.server import Emulator, EmulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINT = "active-learning-od"
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+# Reference reviewers answering after half a second, and simulated AWS state changes in seconds.
+REVIEWER = ReviewerConfig(delay=0.5, noise=0.02)
+TIMINGS = EmulatorConfig(0.5, 1.0, 0.2)
 
 
 def held_out_map(model: LocalDetector, held_out: list[tuple[bytes, list[dict[str, Any]]]]) -> float:
@@ -74,20 +79,43 @@ def airflow_env(home: Path, url: str) -> dict[str, str]:
     return env
 
 
-def run(command: list[str], env: dict[str, str], log: Path) -> None:
-    """Run an Airflow command; if the demo is interrupted, its whole process group goes too."""
+def run_process(
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    watch: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> int:
+    """Run a command in its own process group, output appended to ``log``; its return code.
+
+    If the caller is interrupted, the whole process group goes too.
+
+    :param watch: called with the running process (e.g. to kill it at some point); returns when
+        the process may be waited for.
+    """
     with log.open("ab") as out:
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            returncode = process.wait()
+            if watch is not None:
+                watch(process)
+            return process.wait()
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def run(command: list[str], env: dict[str, str], log: Path) -> None:
+    """Run an Airflow command; exit the demo if it fails."""
+    returncode = run_process(command, env, log)
     if returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({returncode}); see {log}")
+
+
+def logical_date(day: date) -> str:
+    """The logical date of the run that processes ``day``: a run for D processes the day before D."""
+    return (day + timedelta(days=1)).isoformat()
 
 
 def count_lines(emulator: Emulator, key: str) -> int:
@@ -147,17 +175,14 @@ def main(argv: list[str] | None = None) -> None:
     log = args.output / "airflow.log"
     classes = list(DEMO_CLASSES)
     held_out = make_scenes(999, 200, classes)
-    with Emulator(
-        reviewer=ReviewerConfig(delay=0.5, noise=0.02), config=EmulatorConfig(0.5, 1.0, 0.2)
-    ) as emulator:
+    with Emulator(reviewer=REVIEWER, config=TIMINGS) as emulator:
         print(f"local AWS on {emulator.url}; Airflow home {home}", flush=True)
         days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
         weak = seed(emulator.client("s3"), args.first_day, args.days, args.images_per_day)
         initial_map = round(held_out_map(weak, held_out), 3)
         print(f"initial model trained on 4 scenes: held-out mAP {initial_map}", flush=True)
         env = airflow_env(home, emulator.url)
-        airflow = str(Path(sys.executable).parent / "airflow")
-        run([airflow, "db", "migrate"], env, log)
+        run([AIRFLOW, "db", "migrate"], env, log)
         rows: list[dict[str, Any]] = [
             {
                 "day": "initial",
@@ -171,9 +196,8 @@ def main(argv: list[str] | None = None) -> None:
             }
         ]
         for day in days:
-            # a run for a logical date D processes the day before D that just ended (data interval start)
             print(f"running active_learning for {day} ...", flush=True)
-            run([airflow, "dags", "test", "active_learning", (day + timedelta(days=1)).isoformat()], env, log)
+            run([AIRFLOW, "dags", "test", "active_learning", logical_date(day)], env, log)
             rows.append(day_row(emulator, day, args.images_per_day, held_out))
             print_table(rows[-1:])
     (args.output / "summary.json").write_text(json.dumps(rows, indent=2))

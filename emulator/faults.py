@@ -19,6 +19,7 @@ import http.client
 import json
 import random
 import re
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -152,7 +153,7 @@ class FaultProxy:
         return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> FaultProxy:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
         self._thread.start()
@@ -179,6 +180,10 @@ class FaultProxy:
                 self.rates = rates
             if deny is not None:
                 self.deny = deny
+
+    def total_requests(self) -> int:
+        with self.lock:
+            return sum(self.requests.values())
 
     def total_faults(self) -> int:
         with self.lock:
@@ -232,6 +237,13 @@ class FaultProxy:
             return response.status, response.getheaders(), response.read()
         finally:
             connection.close()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the suite's SIGKILLs) is expected: not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
