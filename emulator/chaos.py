@@ -274,9 +274,11 @@ def retried(tasks: dict[str, tuple[str | None, int]]) -> int:
 
 
 def read_lines(emulator: Emulator, key: str) -> list[str]:
+    """The lines of an object under the loop's prefix; none when the day did not write it."""
+    s3 = emulator.client("s3")
     try:
-        return emulator.get_object(f"s3://{BUCKET}/{PREFIX}/{key}").decode().splitlines()
-    except Exception:  # missing: the day produced none
+        return s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}")["Body"].read().decode().splitlines()
+    except s3.exceptions.NoSuchKey:
         return []
 
 
@@ -524,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--output", type=Path, default=ROOT / "chaos-output")
-    parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--images-per-day", type=int, default=24)
+    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--images-per-day", type=int, default=16)
     parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
     parser.add_argument("--seed", type=int, default=7, help="seed of the faults and the kill points")
     parser.add_argument("--throttle", type=float, default=0.25, help="share of requests throttled")
