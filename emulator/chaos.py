@@ -327,15 +327,22 @@ def day_outputs(emulator: Emulator, day: date) -> dict[str, Any]:
     }
 
 
-def kill_plan(days: list[date], seed_value: int) -> dict[date, list[Kill]]:
-    """Each task of :data:`KILLED_TASKS` killed once, in DAG order, spread evenly over the days."""
+def kill_plan(days: list[date], seed_value: int, ran: dict[date, set[str]]) -> dict[date, list[Kill]]:
+    """Each task of :data:`KILLED_TASKS` killed once, in DAG order, spread evenly over the days.
+
+    A task is killed on a day the clean run ran it (``ran``), the nearest to its even share:
+    a day with too few new labels trains nothing, so nothing of training and after can be killed.
+    """
     dice = random.Random(seed_value)
-    plan: dict[date, list[Kill]] = {}
-    for index, day in enumerate(days):
-        tasks = KILLED_TASKS[
-            index * len(KILLED_TASKS) // len(days) : (index + 1) * len(KILLED_TASKS) // len(days)
-        ]
-        plan[day] = [Kill(task, round(dice.uniform(0.05, 0.6), 3)) for task in tasks]
+    plan: dict[date, list[Kill]] = {day: [] for day in days}
+    for index, task in enumerate(KILLED_TASKS):
+        kill = Kill(task, round(dice.uniform(0.05, 0.6), 3))
+        share = index * len(days) // len(KILLED_TASKS)
+        candidates = [offset for offset, day in enumerate(days) if task in ran[day]]
+        if not candidates:
+            kill.note = f"{task} never ran in the clean run: no day to kill it on"
+        chosen = min(candidates, key=lambda offset: (abs(offset - share), offset), default=share)
+        plan[days[chosen]].append(kill)
     return plan
 
 
@@ -368,6 +375,9 @@ def run_clean(output: Path, days: list[date], images: int, timeout: float) -> li
             state, tasks = clean.final_run(day)
             outputs = day_outputs(clean.emulator, day)
             outputs["requests_by_task"] = dict(requests_by_task)
+            outputs["ran"] = sorted(
+                task for task, (task_state, _) in tasks.items() if task_state == "success"
+            )
             results.append(
                 DayResult(
                     "clean",
@@ -393,12 +403,16 @@ def run_faulted(
     rerun_delay: float,
 ) -> list[DayResult]:
     results = []
-    plan = kill_plan(days, seed_value)
+    plan = kill_plan(
+        days, seed_value, {date.fromisoformat(result.day): set(result.outputs["ran"]) for result in clean}
+    )
     with stage("faulted", output, rates, seed_value, images, days) as faulted:
         for day, reference in zip(days, clean, strict=True):
             before = faulted.proxy.total_faults()
             timed_out = False
             for kill in plan[day]:
+                if kill.note:  # nothing to kill
+                    continue
                 clean_requests = reference.outputs["requests_by_task"].get(kill.task, 0)
                 kill.after_requests = max(round(kill.fraction * clean_requests), min(clean_requests, 1))
                 timed_out = faulted.run_day(day, timeout, kill).timed_out
@@ -527,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=ROOT / "chaos-output")
     parser.add_argument("--days", type=int, default=2)
-    parser.add_argument("--images-per-day", type=int, default=16)
+    parser.add_argument("--images-per-day", type=int, default=20)
     parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
     parser.add_argument("--seed", type=int, default=7, help="seed of the faults and the kill points")
     parser.add_argument("--throttle", type=float, default=0.25, help="share of requests throttled")

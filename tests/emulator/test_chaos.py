@@ -18,13 +18,37 @@ def clean_outputs() -> dict:
     }
 
 
+ALL_RAN = {day: set(KILLED_TASKS) for day in DAYS}
+
+
 def test_every_task_is_killed_once_in_dag_order_spread_over_the_days() -> None:
-    plan = kill_plan(DAYS, seed_value=7)
+    plan = kill_plan(DAYS, 7, ALL_RAN)
 
     assert [kill.task for day in DAYS for kill in plan[day]] == list(KILLED_TASKS)
     assert [len(plan[day]) for day in DAYS] == [3, 3, 3]
     assert all(0.05 <= kill.fraction <= 0.6 for kills in plan.values() for kill in kills)
-    assert kill_plan(DAYS, seed_value=7) == plan
+    assert kill_plan(DAYS, 7, ALL_RAN) == plan
+
+
+def test_a_task_is_killed_on_a_day_the_clean_run_ran_it() -> None:
+    trained = {"incremental_training", "evaluation_gate", "update_endpoint"}
+    ran = {DAYS[0]: set(KILLED_TASKS), DAYS[1]: set(KILLED_TASKS), DAYS[2]: set(KILLED_TASKS) - trained}
+
+    plan = kill_plan(DAYS, 7, ran)
+
+    assert [kill.task for kill in plan[DAYS[1]]][-3:] == sorted(trained, key=KILLED_TASKS.index)
+    assert len(plan[DAYS[2]]) == 0
+
+
+def test_a_task_the_clean_run_never_ran_is_a_kill_missed() -> None:
+    ran = {day: set(KILLED_TASKS) - {"update_endpoint"} for day in DAYS}
+
+    [update] = [
+        kill for kills in kill_plan(DAYS, 7, ran).values() for kill in kills if kill.task == "update_endpoint"
+    ]
+
+    assert update.note == "update_endpoint never ran in the clean run: no day to kill it on"
+    assert not update.landed
 
 
 def test_a_failed_day_that_ends_as_a_successful_dag_run_is_a_miss() -> None:
