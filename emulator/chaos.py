@@ -9,11 +9,13 @@ answer without noise, so that two runs label alike):
    requests each task makes (used to place the kills).
 2. **faulted**: the proxy throttles ~25 % of requests and answers 5 % with a 500/503 before and
    5 % after forwarding (the request took effect, the client retries). Every task of
-   :data:`KILLED_TASKS` is killed once, the kills spread over the days in DAG order: ``SIGKILL`` of
+   :data:`KILLED_TASKS` is killed once, the kills spread over the days in DAG order (each on a day
+   the clean run ran the task: a day with too few new labels trains nothing): ``SIGKILL`` of
    the ``airflow dags test`` process group while the task is ``running`` or ``deferred`` in the
    metadata DB, after a seeded random share (5-60 %) of the requests it made in the clean run: a
    count of requests, unlike a time, lands inside the task however much the faults slow it. After
-   each kill the day is run again, 1 s later.
+   each kill the day is run again, 1 s later. The review timeout is 3 minutes (not the demo's
+   hour), so that a sensor that never sees its loops shows up as lost labels, not as a hang.
 3. **failed day**: the first day, with the proxy answering ``AccessDenied`` for its
    ``incoming/<day>/`` prefix, so that ``batch_predict`` fails for good: the DagRun must end
    ``failed`` and ``airflow dags test`` exit non-zero.
