@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo chaos bench clean
 
 install: $(STAMP)
 
@@ -34,9 +34,14 @@ test: install lint
 demo: install
 	$(BIN)/python -m emulator.demo --output demo-output
 
+# The standing fault suite: a clean run of seeded days, the same days through a fault-injecting
+# proxy with a kill of every task, and a failed day; prints a table, fails when a goal is missed.
+chaos: install
+	$(BIN)/python -m emulator.chaos --output chaos-output
+
 # BatchPredictOperator against a zero-CPU S3 and endpoint stand-in: throughput vs the concurrency limit, memory.
 bench: install
 	$(BIN)/python bench/bench_predict.py
 
 clean:
-	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output .emulator.json .emulator.log
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output chaos-output .emulator.json .emulator.log
