@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench experiment clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ demo: install
 # BatchPredictOperator on the local AWS: concurrency 8 vs 1, and peak memory for 10x the images.
 bench: install
 	$(BIN)/python bench/bench_predict.py
+
+# Selection strategies against random picks on three synthetic worlds; table, JSON and plot in experiment-output/.
+experiment: install
+	$(BIN)/python bench/experiment.py --output experiment-output
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output .emulator.json .emulator.log

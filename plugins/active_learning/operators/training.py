@@ -38,6 +38,17 @@ RUN_MANIFEST = re.compile(r"runs/(\d{4}-\d{2}-\d{2})/augmented\.manifest$")
 MAX_ATTEMPTS_PER_DAY = 3
 
 
+def labelled_lines(s3: Any, settings: LoopSettings, through: date) -> Iterator[dict[str, Any]]:
+    """Every human label so far: the lines of each ``runs/<day>/augmented.manifest`` up to ``through``.
+
+    :param s3: an ``S3Hook``.
+    """
+    for key in sorted(iter_keys(s3.get_conn(), settings.bucket, settings.key("runs") + "/")):
+        match = RUN_MANIFEST.search(key)
+        if match and date.fromisoformat(match.group(1)) <= through:
+            yield from iter_json_lines(s3, settings.bucket, key)
+
+
 def final_metric(job: Mapping[str, Any], metric: str = VALIDATION_METRIC) -> float | None:
     for item in job.get("FinalMetricDataList", []):
         if item["MetricName"] == metric:
@@ -166,11 +177,7 @@ class IncrementalTrainingOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineag
         raise AirflowException(f"{MAX_ATTEMPTS_PER_DAY} training attempts for this day failed; see {base}*")
 
     def _labelled_lines(self, settings: LoopSettings, day: date) -> Iterator[dict[str, Any]]:
-        s3 = self.s3
-        for key in sorted(iter_keys(s3.get_conn(), settings.bucket, settings.key("runs") + "/")):
-            match = RUN_MANIFEST.search(key)
-            if match and date.fromisoformat(match.group(1)) <= day:
-                yield from iter_json_lines(s3, settings.bucket, key)
+        return labelled_lines(self.s3, settings, day)
 
     def _start(
         self, job_name: str, settings: LoopSettings, day: date, base_model: str, trained_lines: int
