@@ -177,7 +177,7 @@ def print_tables(worlds: dict[str, Any], plan: Plan) -> None:
             rows.append(
                 [label, f"{arm['labels_mean'][-1]:g}"]
                 + [f"{m:.3f}±{s:.3f}" for m, s in zip(arm["map_mean"], arm["map_std"], strict=True)]
-                + ["not reached" if share is None else f"{share:.0%}"]
+                + ["baseline" if label == RANDOM else "not reached" if share is None else f"{share:.0%}"]
             )
         widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
         for row in [header, *rows]:
