@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test system-test lint demo airflow airflow-stop bench clean
 
 install: $(STAMP)
 
@@ -34,9 +34,21 @@ test: install lint
 demo: install
 	$(BIN)/python -m emulator.demo --output demo-output
 
+# The local AWS and a real local Airflow (api-server, scheduler, dag-processor, triggerer) with the
+# demo's settings and seeded days; runs until `make airflow-stop` or Ctrl-C. Its home: airflow-stack/.
+airflow: install
+	$(BIN)/python -m emulator.stack up
+
+airflow-stop:
+	$(BIN)/python -m emulator.stack stop
+
+# The DAG through a real scheduler and triggerer (a 3-day backfill), and its UI in headless Chromium.
+system-test: install
+	$(BIN)/python -m pytest -m system
+
 # BatchPredictOperator on the local AWS: concurrency 8 vs 1, and peak memory for 10x the images.
 bench: install
 	$(BIN)/python bench/bench_predict.py
 
 clean:
-	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output .emulator.json .emulator.log
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output airflow-stack .emulator.json .emulator.log
