@@ -369,7 +369,10 @@ def stop_signals() -> Iterator[threading.Event]:
 
 def up(args: argparse.Namespace) -> None:
     with stop_signals() as stopped:
-        stack = Stack(args.home, args.port, os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"))
+        overrides = (
+            {"AIRFLOW__CORE__DAGS_FOLDER": str(args.dags_folder.resolve())} if args.dags_folder else {}
+        )
+        stack = Stack(args.home, args.port, os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"), overrides)
         print(f"starting the local AWS and Airflow in {stack.home} ...", flush=True)
         with stack:
             days = seeded_days(datetime.now(UTC).date())
@@ -404,7 +407,12 @@ def stop(args: argparse.Namespace) -> None:
     with contextlib.suppress(psutil.NoSuchProcess):
         supervisor = psutil.Process(state["supervisor"])
         supervisor.terminate()
-        supervisor.wait(timeout=60)
+        # gone, or a zombie its parent has yet to reap (e.g. a test that started it)
+        wait_until(
+            lambda: not supervisor.is_running() or supervisor.status() == psutil.STATUS_ZOMBIE,
+            60,
+            "the stack's supervisor to stop",
+        )
     for pid in state["pids"].values():  # left behind when the supervisor was killed
         stop_process_tree(pid)
     state_file.unlink(missing_ok=True)
@@ -421,6 +429,9 @@ def main(argv: list[str] | None = None) -> None:
         dest="backfill",
         action="store_false",
         help="leave the DAG paused instead of backfilling the seeded days",
+    )
+    start.add_argument(
+        "--dags-folder", type=Path, help="DAGs to load instead of dags/ (e.g. it and your own)"
     )
     halt = commands.add_parser("stop", help="stop the stack started in --home")
     for command in (start, halt):
