@@ -7,13 +7,27 @@ folder's DAGs (the loop's and a consumer of its model Asset), and stopped by the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from emulator.stack import DAG_ID
-from tests.system.helpers import ROOT, RunningStack, leftovers, start_stack, stop_stack
+from emulator.stack import DAG_ID, seeded_days
+from tests.system.helpers import (
+    CONSUMER,
+    ROOT,
+    TERMINAL,
+    RunningStack,
+    dag_parsed,
+    leftovers,
+    runs,
+    start_stack,
+    stop_stack,
+    wait_for,
+)
 
 SYSTEM_DAGS = Path(__file__).parent / "dags"
 
@@ -39,3 +53,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
             stop_stack(running)
     assert running.process.returncode == 0, running.log("scheduler")[-3000:]
     assert leftovers(running) == []
+
+
+@pytest.fixture(scope="session")
+def backfill(stack: RunningStack) -> dict[str, Any]:
+    """The backfill of the seeded days, created through the REST API, run to the end."""
+    wait_for(lambda: dag_parsed(stack.api, CONSUMER), 120, "the consumer DAG parsed")
+    stack.api.unpause(CONSUMER)
+    days = seeded_days(datetime.now(UTC).date())
+    started = time.monotonic()
+    stack.api.backfill(DAG_ID, days[0], days[-1])
+    stack.api.unpause(DAG_ID)
+
+    def finished() -> list[dict[str, Any]] | None:
+        current = runs(stack, DAG_ID)
+        return current if len(current) == len(days) and {r["state"] for r in current} <= TERMINAL else None
+
+    finished_runs = wait_for(finished, 600, "the 3 backfilled runs finished")
+    seconds = time.monotonic() - started
+    print(f"\nbackfill of {len(days)} days through the scheduler: {seconds:.0f} s")
+    return {"days": days, "runs": finished_runs, "seconds": seconds}

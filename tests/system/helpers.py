@@ -16,6 +16,8 @@ import psutil
 from emulator.stack import AirflowApi
 
 ROOT = Path(__file__).parents[2]
+CONSUMER = "model_consumer"  # tests/system/dags/model_consumer.py
+TERMINAL = {"success", "failed"}
 
 
 @dataclass
@@ -91,3 +93,8 @@ def dag_parsed(api: AirflowApi, dag_id: str) -> bool:
         return api.dag_parsed(dag_id)
     except OSError:
         return False
+
+
+def runs(stack: RunningStack, dag_id: str) -> list[dict[str, Any]]:
+    found = stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
+    return sorted(found, key=lambda run: run["logical_date"] or run["run_after"])
