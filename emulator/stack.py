@@ -87,6 +87,16 @@ LOCAL_PLACES = (
 )
 
 
+DEMO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+# What each place sets for itself: docker-compose.yaml sets these too, with its own values.
+PLACE_SETTINGS = (
+    "AIRFLOW_CONN_AWS_DEFAULT",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+)
+
+
 def shared_settings() -> dict[str, str]:
     """The environment both this stack and docker-compose give every Airflow process: the demo's
     ``AL_*`` settings and AWS credentials (:func:`emulator.demo.airflow_env`) and
@@ -95,7 +105,7 @@ def shared_settings() -> dict[str, str]:
     settings = {
         key: value
         for key, value in demo.items()
-        if key.startswith(("AL_", "AIRFLOW", "AWS_")) and key not in LOCAL_PLACES
+        if (key.startswith(("AL_", "AIRFLOW")) or key in DEMO_CREDENTIALS) and key not in LOCAL_PLACES
     }
     return {**settings, **RUNTIME_SETTINGS}
 
