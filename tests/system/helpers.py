@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ class RunningStack:
     api: AirflowApi
     aws_url: str
     process: subprocess.Popen
+    sessions: set[int]  # each component runs in a session of its own: its children stay in it
 
     def log(self, name: str) -> str:
         return (self.home / f"{name}.log").read_text(errors="replace")
@@ -50,16 +52,22 @@ def start_stack(home: Path, dags: Path | None = None) -> RunningStack:
             raise AssertionError(f"the stack did not start:\n{output.read_text()}")
         time.sleep(0.5)
     state = json.loads((home / "stack.json").read_text())
-    return RunningStack(home, AirflowApi(state["api_url"]), state["aws_url"], process)
+    sessions = {process.pid, *state["pids"].values()}
+    return RunningStack(home, AirflowApi(state["api_url"]), state["aws_url"], process, sessions)
 
 
 def leftovers(stack: RunningStack) -> list[str]:
-    """Processes of the stack still alive, and its ports still listening."""
+    """Processes of the stack still alive (in a component's session, or naming its home: Airflow
+    renames its processes, which can hide their command line and environment), and its ports."""
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "environ"]):
-        with_home = str(stack.home) in " ".join(process.info["cmdline"] or [])
+        try:
+            session = os.getsid(process.info["pid"])
+        except OSError:  # gone meanwhile
+            continue
+        named = str(stack.home) in " ".join(process.info["cmdline"] or [])
         environ = process.info["environ"] or {}
-        if with_home or environ.get("AIRFLOW_HOME") == str(stack.home):
+        if session in stack.sessions or named or environ.get("AIRFLOW_HOME") == str(stack.home):
             found.append(f"process {process.info['pid']}: {process.info['cmdline']}")
     ports = {int(url.rsplit(":", 1)[1]) for url in (stack.api.url, stack.aws_url)}
     for connection in psutil.net_connections(kind="inet"):
