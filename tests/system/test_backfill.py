@@ -172,26 +172,28 @@ def test_the_assets_record_each_manifest_and_each_new_model(
 def test_a_dag_scheduled_on_the_model_asset_runs_after_each_update(
     backfill: dict[str, Any], stack: RunningStack
 ) -> None:
-    consumer_runs = wait_for(
-        lambda: [r for r in runs(stack, CONSUMER) if r["state"] in TERMINAL] or None,
-        120,
-        "a run of the model consumer",
-    )
-    assert {run["run_type"] for run in consumer_runs} == {"asset_triggered"}
-    assert {run["state"] for run in consumer_runs} == {"success"}
-    triggered_by = []
-    for run in consumer_runs:
-        path = f"/dags/{CONSUMER}/dagRuns/{quote(run['dag_run_id'], safe='')}/upstreamAssetEvents"
-        for event in stack.api("GET", path)["asset_events"]:
-            update = task_instances(stack.api, DAG_ID, event["source_run_id"])["update_endpoint"]
-            assert when(run["start_date"]) >= when(update["end_date"])
-            triggered_by.append(event["source_run_id"])
-    updated = [
+    updated = sorted(
         run["dag_run_id"]
         for run in backfill["runs"]
         if task_instances(stack.api, DAG_ID, run["dag_run_id"])["update_endpoint"]["state"] == "success"
-    ]
-    assert sorted(triggered_by) == sorted(updated)
+    )
+
+    def consumer_runs_of_every_update() -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+        """(consumer run, the model event that triggered it) once a finished run covers each update."""
+        found = []
+        for run in runs(stack, CONSUMER):
+            if run["state"] not in TERMINAL:
+                continue
+            path = f"/dags/{CONSUMER}/dagRuns/{quote(run['dag_run_id'], safe='')}/upstreamAssetEvents"
+            found += [(run, event) for event in stack.api("GET", path)["asset_events"]]
+        return found if sorted(event["source_run_id"] for _, event in found) == updated else None
+
+    triggered = wait_for(consumer_runs_of_every_update, 180, f"a model consumer run for each of {updated}")
+    for run, event in triggered:
+        assert run["run_type"] == "asset_triggered"
+        assert run["state"] == "success"
+        update = task_instances(stack.api, DAG_ID, event["source_run_id"])["update_endpoint"]
+        assert when(run["start_date"]) >= when(update["end_date"])
 
 
 def test_clearing_start_human_loops_reruns_it_without_a_duplicate_loop(
