@@ -192,7 +192,21 @@ class AirflowApi:
         return True
 
     def backfill(self, dag_id: str, first: date, last: date) -> dict[str, Any]:
-        """Create a backfill of the runs with logical dates ``first``..``last`` (each processes that day)."""
+        """Create a backfill of the runs with logical dates ``first``..``last`` (each processes that day).
+
+        On SQLite the API refuses it (503, "Database is locked") while the scheduler or the
+        dag-processor writes: it is asked again, a few times.
+        """
+        for attempt in range(10):
+            try:
+                return self._create_backfill(dag_id, first, last)
+            except urllib.error.HTTPError as err:
+                if err.code != 503 or attempt == 9:
+                    raise
+                time.sleep(2)
+        raise AssertionError("unreachable")
+
+    def _create_backfill(self, dag_id: str, first: date, last: date) -> dict[str, Any]:
         return self(
             "POST",
             "/backfills",
