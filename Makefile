@@ -44,7 +44,7 @@ airflow-stop:
 
 # The DAG through a real scheduler and triggerer (a 3-day backfill), and its UI in headless Chromium.
 system-test: install
-	$(BIN)/python -m pytest -m system
+	$(BIN)/python -m pytest -m system -s  # -s: prints the backfill's wall time
 
 # BatchPredictOperator on the local AWS: concurrency 8 vs 1, and peak memory for 10x the images.
 bench: install
