@@ -42,7 +42,8 @@ airflow: install
 airflow-stop:
 	$(BIN)/python -m emulator.stack stop
 
-# The DAG through a real scheduler and triggerer (a 3-day backfill), and its UI in headless Chromium.
+# Only the system tests (also part of `make test`): the DAG through a real scheduler and triggerer
+# (a 3-day backfill), and its UI in headless Chromium.
 system-test: install
 	$(BIN)/python -m pytest -m system -s  # -s: prints the backfill's wall time
 
