@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test lint demo chaos bench experiment clean
+.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean
 
 install: $(STAMP)
 
@@ -39,6 +39,19 @@ demo: install
 chaos: install
 	$(BIN)/python -m emulator.chaos --output chaos-output
 
+# The local AWS and a real local Airflow (api-server, scheduler, dag-processor, triggerer) with the
+# demo's settings and seeded days; runs until `make airflow-stop` or Ctrl-C. Its home: airflow-stack/.
+airflow: install
+	$(BIN)/python -m emulator.stack up
+
+airflow-stop:
+	$(BIN)/python -m emulator.stack stop
+
+# Only the system tests (also part of `make test`): the DAG through a real scheduler and triggerer
+# (a 3-day backfill), and its UI in headless Chromium.
+system-test: install
+	$(BIN)/python -m pytest -m system -s  # -s: prints the backfill's wall time
+
 # BatchPredictOperator against a zero-CPU S3 and endpoint stand-in: throughput vs the concurrency limit, memory.
 bench: install
 	$(BIN)/python bench/bench_predict.py
@@ -48,4 +61,4 @@ experiment: install
 	$(BIN)/python bench/experiment.py --output experiment-output
 
 clean:
-	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output chaos-output .emulator.json .emulator.log
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output chaos-output airflow-stack bench-output experiment-output .emulator.json .emulator.log

@@ -31,6 +31,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
+from active_learning.assets import augmented_manifest_asset, serving_model_asset
 from active_learning.operators.base import refuse_bad_environment
 from active_learning.operators.deploy import DeployModelOperator
 from active_learning.operators.endpoint import (
@@ -53,7 +54,11 @@ from active_learning.settings import EnvironmentDefaults
 ENVIRONMENT = EnvironmentDefaults(os.environ)
 env, number, integer = ENVIRONMENT.text, ENVIRONMENT.number, ENVIRONMENT.integer
 # One Param per LoopSettings field: default, type, bounds and description come from the field.
-PARAMS = {name: Param(**spec) for name, spec in ENVIRONMENT.param_specs().items()}
+SPECS = ENVIRONMENT.param_specs()
+PARAMS = {name: Param(**spec) for name, spec in SPECS.items()}
+# What the loop produces for other DAGs to follow (the Params' defaults name the bucket and endpoint).
+MANIFEST_ASSET = augmented_manifest_asset(SPECS["bucket"].get("default"), SPECS["prefix"]["default"])
+MODEL_ASSET = serving_model_asset(SPECS["endpoint_name"]["default"])
 # How often long waits check on AWS (the demo on the local AWS uses seconds, not minutes).
 WAITER_DELAY = integer("waiter_delay_seconds", 30)
 REVIEW_POLL = number("review_poll_seconds", 300)
@@ -116,6 +121,7 @@ with DAG(
         day=DAY,
         # answers already given are paid for: harvested even when the wait failed or timed out
         trigger_rule="all_done",
+        outlets=[MANIFEST_ASSET],
     )
     incremental_training = IncrementalTrainingOperator(
         task_id="incremental_training",
@@ -146,6 +152,7 @@ with DAG(
         depends_on_past=True,
         deferrable=True,
         waiter_delay=WAITER_DELAY,
+        outlets=[MODEL_ASSET],
     )
 
     [deploy_model, review_workflow] >> batch_predict

@@ -1,16 +1,35 @@
-"""docker-compose.yaml cannot run here (no container engine): check its structure instead."""
+"""docker-compose.yaml cannot run here (no container engine): check it against what runs here instead.
+
+Its services must run the commands and settings that ``make airflow`` (``emulator/stack.py``) runs
+and the system tests exercise, from images built with their requirements, and every command must
+exist in the project or in Airflow's CLI.
+"""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 import yaml
+from airflow.cli.cli_parser import get_parser
 
 from active_learning.settings import EnvironmentDefaults, LoopSettings
+from emulator.demo import airflow_env
+from emulator.stack import (
+    AIRFLOW_COMPONENTS,
+    AIRFLOW_INIT,
+    PLACE_SETTINGS,
+    Stack,
+    emulator_command,
+    seed_command,
+    shared_settings,
+)
 
 ROOT = Path(__file__).parents[1]
+AIRFLOW_SERVICES = {f"airflow-{name}": command for name, command in AIRFLOW_COMPONENTS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -19,63 +38,110 @@ def compose() -> dict:
 
 
 def test_services(compose: dict) -> None:
-    assert set(compose["services"]) == {
-        "postgres",
-        "aws",
-        "aws-seed",
-        "airflow-init",
-        "airflow-apiserver",
-        "airflow-scheduler",
-        "airflow-dag-processor",
-        "airflow-triggerer",
-    }
-    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
-        service = compose["services"][name]
-        assert service["image"].startswith("apache/airflow:3.3")
-        assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
-        assert service["depends_on"]["aws"]["condition"] == "service_healthy"
+    assert set(compose["services"]) == {"postgres", "aws", "aws-seed", "airflow-init", *AIRFLOW_SERVICES}
+    for name in AIRFLOW_SERVICES:
+        depends_on = compose["services"][name]["depends_on"]
+        assert depends_on["airflow-init"]["condition"] == "service_completed_successfully"
+        assert depends_on["aws-seed"]["condition"] == "service_completed_successfully"
+        assert depends_on["aws"]["condition"] == "service_healthy"
 
 
-def test_init_migrates_and_creates_the_admin_user(compose: dict) -> None:
-    script = "\n".join(compose["services"]["airflow-init"]["command"])
-    assert "airflow db migrate" in script
-    assert "airflow users create" in script
-    assert "--role Admin" in script
+def test_the_airflow_services_run_the_stacks_commands(compose: dict) -> None:
+    for name, command in AIRFLOW_SERVICES.items():
+        assert compose["services"][name]["command"] == list(command), name
+    assert compose["services"]["airflow-init"]["command"] == list(AIRFLOW_INIT)
 
 
-def test_project_folders_are_mounted(compose: dict) -> None:
-    volumes = compose["services"]["airflow-scheduler"]["volumes"]
-    for folder in ("dags", "plugins", "include"):
-        assert f"./{folder}:/opt/airflow/{folder}" in volumes
-    assert "./emulator:/opt/emulator/emulator" in compose["services"]["aws"]["volumes"]
+def test_the_local_aws_services_run_the_stacks_commands(compose: dict) -> None:
+    assert compose["services"]["aws"]["command"] == emulator_command("0.0.0.0", 4566, "/tmp/emulator.json")
+    assert compose["services"]["aws-seed"]["command"] == seed_command("http://aws:4566")
+    assert compose["services"]["aws-seed"]["depends_on"]["aws"]["condition"] == "service_healthy"
 
 
-def test_aws_connection_points_at_the_emulator_service(compose: dict) -> None:
+def test_every_airflow_command_exists_in_airflows_cli(compose: dict) -> None:
+    parser = get_parser()
+    for name in ("airflow-init", *AIRFLOW_SERVICES):
+        program, *arguments = compose["services"][name]["command"]
+        assert program == "airflow"
+        parsed = parser.parse_args(arguments)  # exits (SystemExit) on an unknown command or flag
+        assert callable(parsed.func), name
+
+
+@pytest.mark.parametrize("service", ["aws", "aws-seed"])
+def test_every_local_aws_command_exists_in_the_project(compose: dict, service: str) -> None:
+    program, flag, module, *arguments = compose["services"][service]["command"]
+    assert (program, flag) == ("python", "-m")
+    command, options = (arguments[0], arguments[1:]) if module == "emulator" else (None, arguments)
+    help_text = subprocess.run(
+        [sys.executable, "-m", module, *([command] if command else []), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for option in options:
+        if option.startswith("--"):
+            assert re.search(rf"{option}\b", help_text), f"{service}: {option} is not an option"
+
+
+def test_the_airflow_services_get_the_stacks_settings(compose: dict) -> None:
+    """Same settings as ``make airflow``; only the places (database, URLs, secret, connection) differ."""
+    shared = shared_settings()
+    for name in ("airflow-init", *AIRFLOW_SERVICES):
+        environment = {key: str(value) for key, value in compose["services"][name]["environment"].items()}
+        assert {key: environment.get(key) for key in shared} == shared, name
+        assert set(environment) - set(shared) == set(PLACE_SETTINGS), name
+    stack = Stack(Path("/tmp/airflow-home"), sql_alchemy_conn="sqlite:////tmp/airflow-home/airflow.db")
+    assert set(PLACE_SETTINGS) <= set(stack.airflow_environment())
+
+
+def test_the_connection_points_at_the_aws_service_as_the_stack_at_its_own(compose: dict) -> None:
     environment = compose["services"]["airflow-scheduler"]["environment"]
-    connection = urlparse(environment["AIRFLOW_CONN_AWS_DEFAULT"])
-    assert connection.scheme == "aws"
-    extra = parse_qs(connection.query)
-    assert unquote(extra["endpoint_url"][0]) == "http://aws:4566"
-    assert extra["region_name"] == ["us-east-1"]
-    assert "--port 4566" in compose["services"]["aws"]["command"]
-
-
-def test_ports(compose: dict) -> None:
-    assert "8080:8080" in compose["services"]["airflow-apiserver"]["ports"]
+    local_aws = airflow_env(Path("/airflow-home"), "http://aws:4566")["AIRFLOW_CONN_AWS_DEFAULT"]
+    assert environment["AIRFLOW_CONN_AWS_DEFAULT"] == local_aws
     assert "4566:4566" in compose["services"]["aws"]["ports"]
+    assert "8080:8080" in compose["services"]["airflow-api-server"]["ports"]
+    assert (
+        environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-api-server:8080/execution/"
+    )
 
 
-def test_the_emulator_service_installs_only_what_it_needs(compose: dict) -> None:
-    assert "emulator/requirements.txt" in compose["services"]["aws"]["command"]
-    assert (ROOT / "emulator" / "requirements.txt").exists()
+def test_images_are_built_with_their_requirements(compose: dict) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "COPY requirements.txt " in dockerfile
+    assert "RUN pip install --no-cache-dir -r /opt/airflow/requirements.txt" in dockerfile
+    assert "apache-airflow==3.3.2" in (ROOT / "requirements.txt").read_text()
+    emulator = (ROOT / "emulator" / "Dockerfile").read_text()
+    assert "RUN pip install --no-cache-dir -r emulator/requirements.txt" in emulator
+    for name in ("airflow-init", *AIRFLOW_SERVICES):
+        assert compose["services"][name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    for name in ("aws", "aws-seed"):
+        assert compose["services"][name]["build"] == {"context": ".", "dockerfile": "emulator/Dockerfile"}
 
 
-def test_the_local_aws_is_seeded_with_the_data_the_dag_needs(compose: dict) -> None:
-    seed = compose["services"]["aws-seed"]
-    assert "python -m emulator.seed --url http://aws:4566" in seed["command"]
-    assert seed["depends_on"]["aws"]["condition"] == "service_healthy"
-    environment = compose["services"]["airflow-scheduler"]["environment"]
-    assert environment["AL_INITIAL_MODEL_DATA_URL"] == "s3://active-learning-demo/models/initial/model.tar.gz"
+def test_nothing_is_installed_when_a_container_starts(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        started = " ".join(map(str, [*service.get("command", []), *service.get("entrypoint", [])]))
+        assert "pip" not in started, name
+        assert "_PIP_ADDITIONAL_REQUIREMENTS" not in service.get("environment", {}), name
+        assert not any("requirements" in volume for volume in service.get("volumes", [])), name
+
+
+def test_project_folders_and_one_log_folder_are_mounted(compose: dict) -> None:
+    for name in ("airflow-init", *AIRFLOW_SERVICES):
+        volumes = compose["services"][name]["volumes"]
+        for folder in ("dags", "plugins", "include"):
+            assert f"./{folder}:/opt/airflow/{folder}" in volumes
+        assert "airflow-logs:/opt/airflow/logs" in volumes  # the api-server reads every log itself
+
+
+def test_the_simple_auth_managers_login_is_set_in_the_image(compose: dict) -> None:
+    environment = compose["services"]["airflow-api-server"]["environment"]
+    assert environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    passwords = "/opt/airflow/simple_auth_manager_passwords.json.generated"  # the default file
+    assert f"""'{{"admin": "admin"}}' > {passwords}""" in dockerfile
 
 
 def test_the_compose_settings_are_valid_loop_settings(compose: dict) -> None:

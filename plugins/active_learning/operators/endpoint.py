@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import (
 )
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
+from active_learning.assets import record_asset_events
 from active_learning.hooks.models import ModelLineageHook, ServingModel
 from active_learning.links.console import EndpointLink
 from active_learning.naming import endpoint_config_name, model_name
@@ -180,7 +181,7 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
         config = self.target_config(settings, serving)
         if serving.endpoint_config_name == config and serving.endpoint_status == "InService":
             self.log.info("Endpoint %s already serves %s", endpoint, config)
-            return self._verify(settings, config)
+            return self._announce(context, self._verify(settings, config))
         if serving.endpoint_status == "InService":
             self.log.info("Updating endpoint %s: %s -> %s", endpoint, serving.endpoint_config_name, config)
             self.hook.conn.update_endpoint(
@@ -200,7 +201,7 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
             )
         previous = serving.endpoint_config_name if serving.endpoint_config_name != config else None
         self.wait_for_endpoint(endpoint, previous_config=previous)
-        return self._verify(settings, config, previous)
+        return self._announce(context, self._verify(settings, config, previous))
 
     def execute_complete(
         self, context: Any, event: dict[str, Any] | None = None, previous_config: str | None = None
@@ -214,7 +215,26 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
                 f"status {described['EndpointStatus']}: {described.get('FailureReason', '')}"
             )
         serving = _serving_or_fail(self.hook, settings.endpoint_name)
-        return self._verify(settings, self.target_config(settings, serving), previous_config)
+        verified = self._verify(settings, self.target_config(settings, serving), previous_config)
+        return self._announce(context, verified)
+
+    def _announce(self, context: Any, verified: dict[str, Any]) -> dict[str, Any]:
+        """The serving model's identity on the event of the model Asset (the task's outlet)."""
+        serving = _serving_or_fail(self.hook, verified["endpoint_name"])
+        record_asset_events(
+            context,
+            self.outlets,
+            {
+                "endpoint_name": serving.endpoint_name,
+                "endpoint_config_name": serving.endpoint_config_name,
+                "model_name": serving.model_name,
+                "model_arn": serving.model_arn,
+                "model_data_url": serving.model_data_url,
+                "training_job": serving.tags.get(TAG_TRAINING_JOB),
+                "validation_map": serving.tags.get(TAG_VALIDATION_MAP),
+            },
+        )
+        return verified
 
     def _reject_trained_model(self, reason: str) -> None:
         """Tag the training job whose model did not load, so that the day's next try retrains."""

@@ -11,6 +11,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from active_learning.assets import record_asset_events
 from active_learning.concurrency import bounded_map
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.hooks.retries import client_config
@@ -126,4 +127,7 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
             "report_uri": report.uri,
         }
         self.log.info("Augmented manifest of %s: %s", day, result)
+        record_asset_events(
+            context, self.outlets, {"day": day, "uri": manifest.uri, "lines": outcomes["converted"]}
+        )
         return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
-from airflow.utils.trigger_rule import TriggerRule
+from airflow.sdk import TriggerRule
 
 FAILED_STATES = ("failed", "upstream_failed")
 

@@ -1,0 +1,472 @@
+"""``make airflow``: the embedded local AWS and a real local Airflow 3.3, with no container engine.
+
+Runs, each as its own process: the local AWS (``python -m emulator serve``), its seed
+(``python -m emulator.seed``: bucket, weak initial model, validation set, the last 3 days of images),
+``airflow db migrate``, then the api-server, scheduler, dag-processor and triggerer (LocalExecutor;
+SQLite in the Airflow home unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` says otherwise) with the
+demo's settings (:func:`emulator.demo.airflow_env`). It prints the UI's URL and login and keeps
+running until ``python -m emulator.stack stop`` (``make airflow-stop``) or Ctrl-C, which stop every
+process it started, their children included.
+
+docker-compose.yaml runs the same commands with the same settings: :data:`AIRFLOW_COMPONENTS`,
+:func:`emulator_command`, :func:`seed_command` and :func:`shared_settings` are what both run, and
+``tests/test_docker_compose.py`` compares them with the compose file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from emulator.demo import ROOT, airflow_env
+from emulator.scenes import EASY_WORLD
+
+# The world emulator.seed uploads by default (and docker-compose names in AL_CLASS_NAMES).
+WORLD = EASY_WORLD
+
+DAG_ID = "active_learning"
+USERNAME = PASSWORD = "admin"
+SEEDED_DAYS = 3
+# The local AWS's reference reviewer answers each human loop after this delay.
+REVIEWER_ARGUMENTS = ("--review-delay", "1", "--noise", "0.02")
+
+# What each Airflow component runs; docker-compose.yaml's services run exactly these.
+AIRFLOW_INIT = ("airflow", "db", "migrate")
+AIRFLOW_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "api-server": ("airflow", "api-server"),
+    # every component sees the same log folder (docker-compose: one volume), so the api-server reads
+    # the task and trigger logs itself: no log server listening on 0.0.0.0 (Airflow binds it there)
+    "scheduler": ("airflow", "scheduler", "--skip-serve-logs"),
+    "dag-processor": ("airflow", "dag-processor"),
+    "triggerer": ("airflow", "triggerer", "--skip-serve-logs"),
+}
+
+# Settings of a local Airflow on the local AWS, wherever it runs (here or in docker-compose):
+# SimpleAuthManager (Airflow 3's default) with one known user, LocalExecutor, short loops so that a
+# day's runs take seconds between steps, not minutes. LocalExecutor on SQLite works in Airflow 3
+# (SQLite in WAL mode, as ``airflow standalone`` runs it); use PostgreSQL for anything shared.
+RUNTIME_SETTINGS: dict[str, str] = {
+    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    "AIRFLOW__CORE__PARALLELISM": "8",
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__AUTH_MANAGER": (
+        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+    ),
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
+    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+    "AIRFLOW__API__WORKERS": "1",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+    "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+    "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+}
+# Keys of emulator.demo.airflow_env that name places on this machine, not settings.
+LOCAL_PLACES = (
+    "AIRFLOW_HOME",
+    "AIRFLOW__CORE__DAGS_FOLDER",
+    "AIRFLOW__CORE__PLUGINS_FOLDER",
+    "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+    "AIRFLOW_CONN_AWS_DEFAULT",
+    "PYTHONPATH",
+)
+
+
+DEMO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+# What each place sets for itself: docker-compose.yaml sets these too, with its own values.
+PLACE_SETTINGS = (
+    "AIRFLOW_CONN_AWS_DEFAULT",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+)
+
+
+def shared_settings() -> dict[str, str]:
+    """The environment both this stack and docker-compose give every Airflow process: the demo's
+    ``AL_*`` settings and AWS credentials (:func:`emulator.demo.airflow_env`) and
+    :data:`RUNTIME_SETTINGS`; not the places (home, folders, URLs, ports, secrets)."""
+    demo = airflow_env(Path("/airflow-home"), "http://aws", WORLD.classes)
+    settings = {
+        key: value
+        for key, value in demo.items()
+        if (key.startswith(("AL_", "AIRFLOW")) or key in DEMO_CREDENTIALS) and key not in LOCAL_PLACES
+    }
+    return {**settings, **RUNTIME_SETTINGS}
+
+
+def emulator_command(host: str, port: int, state_file: str) -> list[str]:
+    return [
+        "python", "-m", "emulator", "serve", "--host", host, "--port", str(port),
+        "--state-file", state_file, *REVIEWER_ARGUMENTS,
+    ]  # fmt: skip
+
+
+def seed_command(url: str) -> list[str]:
+    return ["python", "-m", "emulator.seed", "--url", url, "--days", str(SEEDED_DAYS)]
+
+
+def seeded_days(today: date) -> list[date]:
+    """The days ``emulator.seed`` uploads images for by default: the last 3 before today."""
+    return [today - timedelta(days=offset) for offset in range(SEEDED_DAYS, 0, -1)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def local_command(command: list[str] | tuple[str, ...]) -> list[str]:
+    """A shared command as this machine runs it: ``python`` and ``airflow`` from this venv."""
+    program, *arguments = command
+    if program == "python":
+        return [sys.executable, *arguments]
+    if program == "airflow":
+        return [str(Path(sys.executable).parent / "airflow"), *arguments]
+    return list(command)
+
+
+class AirflowApi:
+    """A tiny client of Airflow's REST API (``/api/v2``) with a SimpleAuthManager login."""
+
+    def __init__(self, url: str, username: str = USERNAME, password: str = PASSWORD) -> None:
+        self.url = url.rstrip("/")
+        self.username = username
+        self.password = password
+        self._token: str | None = None
+
+    def _send(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as err:  # say what the API said
+            err.msg = f"{err.msg}: {method} {path}: {err.read().decode(errors='replace')[:2000]}"
+            raise
+        return json.loads(text) if text else None
+
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self._send(
+                "POST", "/auth/token", {"username": self.username, "password": self.password}
+            )["access_token"]
+        return self._token
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        return self._send(method, f"/api/v2{path}", body, self.token())
+
+    def healthy(self) -> bool:
+        try:
+            health = self._send("GET", "/api/v2/monitor/health")
+        except (OSError, ValueError):
+            return False
+        return health.get("metadatabase", {}).get("status") == "healthy"
+
+    def dag_parsed(self, dag_id: str) -> bool:
+        try:
+            self("GET", f"/dags/{dag_id}")
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return False
+            raise
+        return True
+
+    def backfill(self, dag_id: str, first: date, last: date) -> dict[str, Any]:
+        """Create a backfill of the runs with logical dates ``first``..``last`` (each processes that day).
+
+        On SQLite the API refuses it (503, "Database is locked") while the scheduler or the
+        dag-processor writes: it is asked again, a few times.
+        """
+        for attempt in range(10):
+            try:
+                return self._create_backfill(dag_id, first, last)
+            except urllib.error.HTTPError as err:
+                if err.code != 503 or attempt == 9:
+                    raise
+                time.sleep(2)
+        raise AssertionError("unreachable")
+
+    def _create_backfill(self, dag_id: str, first: date, last: date) -> dict[str, Any]:
+        return self(
+            "POST",
+            "/backfills",
+            {
+                "dag_id": dag_id,
+                "from_date": f"{first.isoformat()}T00:00:00Z",
+                "to_date": f"{last.isoformat()}T00:00:00Z",
+                "reprocess_behavior": "failed",  # Airflow asks this of depends_on_past DAGs
+                "max_active_runs": SEEDED_DAYS,
+            },
+        )
+
+    def unpause(self, dag_id: str) -> None:
+        self("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+
+
+def wait_until(check: Any, timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+@dataclass
+class Stack:
+    """The local AWS and a local Airflow, each component a process of its own.
+
+    :param home: the Airflow home (database, logs, passwords file); emptied at start.
+    :param api_port: the api-server's (and UI's) port; 0 picks a free one.
+    :param sql_alchemy_conn: the metadata database; default SQLite in ``home``.
+    :param overrides: extra environment for every Airflow process (e.g. a test's settings).
+    """
+
+    home: Path
+    api_port: int = 0
+    sql_alchemy_conn: str | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+    aws_url: str = field(default="", init=False)
+    api_url: str = field(default="", init=False)
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "stack.json"
+
+    def log(self, name: str) -> Path:
+        return self.home / f"{name}.log"
+
+    def _spawn(self, name: str, command: list[str], env: Mapping[str, str]) -> subprocess.Popen:
+        with self.log(name).open("ab") as out:
+            # its own session: Ctrl-C reaches this supervisor only, which stops everyone in order
+            process = subprocess.Popen(
+                local_command(command),
+                cwd=ROOT,
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes[name] = process
+        self._write_state()
+        return process
+
+    def _write_state(self) -> None:
+        self.state_file.write_text(
+            json.dumps(
+                {
+                    "supervisor": os.getpid(),
+                    "pids": {name: process.pid for name, process in self.processes.items()},
+                    "api_url": self.api_url,
+                    "aws_url": self.aws_url,
+                }
+            )
+        )
+
+    def _run(self, name: str, command: list[str], env: Mapping[str, str], timeout: float) -> None:
+        process = self._spawn(name, command, env)
+        try:
+            returncode = process.wait(timeout=timeout)
+        finally:
+            del self.processes[name]
+            stop_process_tree(process.pid)
+        if returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed ({returncode}); see {self.log(name)}")
+
+    def airflow_environment(self) -> dict[str, str]:
+        env = airflow_env(self.home, self.aws_url, WORLD.classes)
+        env.update(shared_settings())
+        env.update(
+            AIRFLOW__API__HOST="127.0.0.1",
+            AIRFLOW__API__PORT=str(self.api_port),
+            AIRFLOW__API__BASE_URL=self.api_url,
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
+            AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(self.home / "passwords.json"),
+        )
+        if self.sql_alchemy_conn:
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.sql_alchemy_conn
+        env.update(self.overrides)
+        return env
+
+    def start(self, timeout: float = 240.0) -> Stack:
+        shutil.rmtree(self.home, ignore_errors=True)
+        self.home.mkdir(parents=True)
+        self.home = self.home.resolve()  # Airflow's SQLite URL needs an absolute path
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        emulator_state = self.home / "emulator.json"
+        self._spawn("aws", emulator_command("127.0.0.1", 0, str(emulator_state)), os.environ)
+        wait_until(emulator_state.exists, 60, f"the local AWS (see {self.log('aws')})", 0.2)
+        self.aws_url = json.loads(emulator_state.read_text())["url"]
+        self._run("aws-seed", seed_command(self.aws_url), os.environ, 300)
+        self.api_port = self.api_port or free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        env = self.airflow_environment()
+        (self.home / "passwords.json").write_text(json.dumps({USERNAME: PASSWORD}))
+        self._run("airflow-init", list(AIRFLOW_INIT), env, 300)
+        for name, command in AIRFLOW_COMPONENTS.items():
+            self._spawn(name, list(command), env)
+        api = AirflowApi(self.api_url)
+
+        def ready() -> bool:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({process.returncode}); see {self.log(name)}")
+            return api.healthy() and api.dag_parsed(DAG_ID)
+
+        wait_until(ready, timeout, f"the api-server and the {DAG_ID} DAG (logs in {self.home})")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every process, the Airflow components first, their children included."""
+        for name in reversed(list(self.processes)):
+            stop_process_tree(self.processes[name].pid, timeout)
+        self.processes.clear()
+        self.state_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def stop_process_tree(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM a process and every descendant, wait, then SIGKILL what is left."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=timeout)
+    # children started while stopping (a task's last heartbeat) go too
+    with contextlib.suppress(psutil.NoSuchProcess):
+        alive += root.children(recursive=True)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it when it was ours
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM (``make airflow-stop``) or SIGINT (Ctrl-C)."""
+    stopped = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stopped
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def up(args: argparse.Namespace) -> None:
+    with stop_signals() as stopped:
+        overrides = (
+            {"AIRFLOW__CORE__DAGS_FOLDER": str(args.dags_folder.resolve())} if args.dags_folder else {}
+        )
+        stack = Stack(args.home, args.port, os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"), overrides)
+        print(f"starting the local AWS and Airflow in {stack.home} ...", flush=True)
+        with stack:
+            days = seeded_days(datetime.now(UTC).date())
+            if args.backfill:
+                api = AirflowApi(stack.api_url)
+                api.backfill(DAG_ID, days[0], days[-1])
+                api.unpause(DAG_ID)
+                backfilled = f"a backfill of {days[0]} .. {days[-1]} is running"
+            else:
+                backfilled = f"{DAG_ID} is paused; seeded days {days[0]} .. {days[-1]}"
+            print(
+                f"\nAirflow UI: {stack.api_url}  (login {USERNAME} / {PASSWORD})\n"
+                f"local AWS:  {stack.aws_url}\n{backfilled}\n"
+                f"logs in {stack.home}; stop with `make airflow-stop` or Ctrl-C\n",
+                flush=True,
+            )
+            while not stopped.wait(1.0):
+                for name, process in stack.processes.items():
+                    if process.poll() is not None:
+                        sys.exit(f"{name} exited ({process.returncode}); see {stack.log(name)}")
+            print("stopping ...", flush=True)
+    print("stopped: no process left", flush=True)
+
+
+def stop(args: argparse.Namespace) -> None:
+    """Stop a stack started by ``up`` in ``--home``, and whatever it started if it was killed."""
+    state_file = args.home / "stack.json"
+    if not state_file.exists():
+        print("no local Airflow is running")
+        return
+    state = json.loads(state_file.read_text())
+    with contextlib.suppress(psutil.NoSuchProcess):
+        supervisor = psutil.Process(state["supervisor"])
+        supervisor.terminate()
+        # gone, or a zombie its parent has yet to reap (e.g. a test that started it)
+        wait_until(
+            lambda: not supervisor.is_running() or supervisor.status() == psutil.STATUS_ZOMBIE,
+            60,
+            "the stack's supervisor to stop",
+        )
+    for pid in state["pids"].values():  # left behind when the supervisor was killed
+        stop_process_tree(pid)
+    state_file.unlink(missing_ok=True)
+    print("local Airflow stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start and keep running until stopped")
+    start.add_argument("--port", type=int, default=8080, help="the UI's port (0: a free one)")
+    start.add_argument(
+        "--no-backfill",
+        dest="backfill",
+        action="store_false",
+        help="leave the DAG paused instead of backfilling the seeded days",
+    )
+    start.add_argument(
+        "--dags-folder", type=Path, help="DAGs to load instead of dags/ (e.g. it and your own)"
+    )
+    halt = commands.add_parser("stop", help="stop the stack started in --home")
+    for command in (start, halt):
+        command.add_argument("--home", type=Path, default=ROOT / "airflow-stack")
+    args = parser.parse_args(argv)
+    {"up": up, "stop": stop}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

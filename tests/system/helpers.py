@@ -1,0 +1,108 @@
+"""Start and stop the local stack as ``make airflow`` and ``make airflow-stop`` do; read its REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+
+from emulator.stack import AirflowApi
+
+ROOT = Path(__file__).parents[2]
+CONSUMER = "model_consumer"  # tests/system/dags/model_consumer.py
+TERMINAL = {"success", "failed"}
+
+
+@dataclass
+class RunningStack:
+    home: Path
+    api: AirflowApi
+    aws_url: str
+    process: subprocess.Popen
+    sessions: set[int]  # each component runs in a session of its own: its children stay in it
+
+    def log(self, name: str) -> str:
+        return (self.home / f"{name}.log").read_text(errors="replace")
+
+
+def stack_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "emulator.stack", *arguments]
+
+
+def start_stack(home: Path, dags: Path | None = None) -> RunningStack:
+    """``make airflow`` on free ports: wait for its banner, read where it serves."""
+    command = stack_command("up", "--port", "0", "--home", str(home), "--no-backfill")
+    if dags is not None:
+        command += ["--dags-folder", str(dags)]
+    output = home.parent / f"{home.name}.out"
+    with output.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while b"Airflow UI:" not in output.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the stack did not start:\n{output.read_text()}")
+        time.sleep(0.5)
+    state = json.loads((home / "stack.json").read_text())
+    sessions = {process.pid, *state["pids"].values()}
+    return RunningStack(home, AirflowApi(state["api_url"]), state["aws_url"], process, sessions)
+
+
+def leftovers(stack: RunningStack) -> list[str]:
+    """Processes of the stack still alive (in a component's session, or naming its home: Airflow
+    renames its processes, which can hide their command line and environment), and its ports."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            session = os.getsid(process.info["pid"])
+        except OSError:  # gone meanwhile
+            continue
+        named = str(stack.home) in " ".join(process.info["cmdline"] or [])
+        environ = process.info["environ"] or {}
+        if session in stack.sessions or named or environ.get("AIRFLOW_HOME") == str(stack.home):
+            found.append(f"process {process.info['pid']}: {process.info['cmdline']}")
+    ports = {int(url.rsplit(":", 1)[1]) for url in (stack.api.url, stack.aws_url)}
+    for connection in psutil.net_connections(kind="inet"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port in ports:
+            found.append(f"listening on {connection.laddr}")
+    return found
+
+
+def stop_stack(stack: RunningStack) -> None:
+    """``make airflow-stop``."""
+    subprocess.run(stack_command("stop", "--home", str(stack.home)), cwd=ROOT, check=True, timeout=120)
+    stack.process.wait(timeout=60)
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(1)
+    return result
+
+
+def task_instances(api: AirflowApi, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+    found = api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")["task_instances"]
+    return {ti["task_id"]: ti for ti in found}
+
+
+def dag_parsed(api: AirflowApi, dag_id: str) -> bool:
+    try:
+        return api.dag_parsed(dag_id)
+    except OSError:
+        return False
+
+
+def runs(stack: RunningStack, dag_id: str) -> list[dict[str, Any]]:
+    found = stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
+    return sorted(found, key=lambda run: run["logical_date"] or run["run_after"])
