@@ -28,6 +28,7 @@ def test_services(compose: dict) -> None:
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "label-studio",
     }
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
         service = compose["services"][name]
@@ -85,3 +86,12 @@ def test_the_compose_settings_are_valid_loop_settings(compose: dict) -> None:
     assert environment.problems == []
     assert settings.initial_model_data_url == "s3://active-learning-demo/models/initial/model.tar.gz"
     assert settings.validation_manifest_uri == "s3://active-learning-demo/validation/validation.manifest"
+
+
+def test_label_studio_runs_the_pinned_release_beside_airflow(compose: dict) -> None:
+    service = compose["services"]["label-studio"]
+    assert service["image"] == "heartexlabs/label-studio:1.23.2"
+    assert "8081:8080" in service["ports"]  # 8080 is Airflow's
+    assert "label-studio-data:/label-studio/data" in service["volumes"]
+    assert "label-studio-data" in compose["volumes"]
+    assert service["environment"]["LATEST_VERSION_CHECK"] == "false"
