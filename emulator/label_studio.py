@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -285,19 +286,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--data-dir", type=Path, default=REPO / ".label-studio")
+    parser.add_argument("--aws-port", type=int, default=4566, help="port of the embedded local AWS")
+    parser.add_argument("--no-local-aws", action="store_true", help="start Label Studio only")
     args = parser.parse_args(argv)
     server = LabelStudioServer(args.data_dir, args.port)
-    print(f"Starting Label Studio on {server.url} (first start migrates its database: a minute or two)...")
-    with server:
-        print(f"Label Studio: {server.url}  (log in as {ADMIN_EMAIL} / {ADMIN_PASSWORD})")
-        print("For Airflow:")
-        print(f"  export AIRFLOW_CONN_LABEL_STUDIO_DEFAULT='{server.connection_uri()}'")
-        print("Stop with Ctrl-C.")
-        try:
-            while server.process is not None and server.process.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+    local_aws = None
+    if not args.no_local_aws:
+        from emulator.a2i import ReviewerConfig
+        from emulator.server import Emulator
+
+        # nobody answers A2I loops here: a person reviews in Label Studio
+        local_aws = Emulator("127.0.0.1", args.aws_port, ReviewerConfig(mode="manual")).start()
+        print(f"Embedded local AWS: {local_aws.url}")
+    print(
+        f"Starting Label Studio on {server.url} (the first start migrates its database: a minute or two)..."
+    )
+    try:
+        with server:
+            print(f"Label Studio: {server.url}  (log in as {ADMIN_EMAIL} / {ADMIN_PASSWORD})")
+            print("Airflow connections (review_backend=label_studio):")
+            print(f"  export AIRFLOW_CONN_LABEL_STUDIO_DEFAULT='{server.connection_uri()}'")
+            if local_aws is not None:
+                endpoint = quote(local_aws.url, safe="")
+                print(
+                    f"  export AIRFLOW_CONN_AWS_DEFAULT='aws://local:local@/?region_name=us-east-1&endpoint_url={endpoint}'"
+                )
+            print("Stop with Ctrl-C.", flush=True)
+            try:
+                while server.process is not None and server.process.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if local_aws is not None:
+            local_aws.stop()
     return 0
 
 
