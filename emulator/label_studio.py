@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -257,7 +258,7 @@ class ScriptedAnnotator(threading.Thread):
         super().__init__(daemon=True, name="label-studio-annotator")
         self.client, self.s3, self.metadata_key, self.interval = client, s3, metadata_key, interval
         self.stopped = threading.Event()
-        self.answered = 0
+        self.answered: Counter[str] = Counter()  # by the task's data.day
 
     def answer(self, task: dict[str, Any]) -> None:
         data = task["data"]
@@ -266,7 +267,7 @@ class ScriptedAnnotator(threading.Thread):
         boxes = json.loads(metadata.get(self.metadata_key, "[]"))
         results = [percent_result(box, data["width"], data["height"]) for box in boxes]
         self.client.call("POST", f"/api/tasks/{task['id']}/annotations/", json={"result": results})
-        self.answered += 1
+        self.answered[str(data.get("day"))] += 1
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -289,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aws-port", type=int, default=4566, help="port of the embedded local AWS")
     parser.add_argument("--no-local-aws", action="store_true", help="start Label Studio only")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
     server = LabelStudioServer(args.data_dir, args.port)
     local_aws = None
     if not args.no_local_aws:
