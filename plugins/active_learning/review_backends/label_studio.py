@@ -15,7 +15,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from active_learning.hooks.label_studio import DEFAULT_CONN_ID, PAGE_SIZE, LabelStudioHook, rectangle_result
-from active_learning.hooks.s3_lines import iter_json_lines, put_json_lines
+from active_learning.hooks.s3_lines import put_json_lines
 from active_learning.manifest import ManifestConversionError, convert_review, label_studio_review
 from active_learning.naming import human_loop_name, stable_hash
 from active_learning.reviews import ReviewProgress, ReviewRequest, label_studio_status
@@ -258,8 +258,3 @@ def harvest(
             yield {**report, "outcome": "skipped", "reason": "no box left to train on"}
         else:
             yield {**report, "outcome": "converted", "line": conversion.line}
-
-
-def read_records(s3: S3Hook, uri: str) -> list[dict[str, Any]]:
-    bucket, key = split_s3_uri(uri)
-    return list(iter_json_lines(s3, bucket, key, missing_ok=True))
