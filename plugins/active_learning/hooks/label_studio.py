@@ -22,15 +22,13 @@ PAGE_SIZE = 100  # tasks per listing call: N tasks cost ceil(N / 100) calls
 DEFAULT_CONN_ID = "label_studio_default"
 
 
-def labeling_config(class_names: Sequence[str]) -> str:
-    """The labeling interface: the image, the class list as ``RectangleLabels``, axis-aligned boxes only
-    (the manifest has no rotation), and the instructions the A2I template gives."""
+def labeling_config(class_names: Sequence[str], instructions: str) -> str:
+    """The labeling interface: the instructions, the image, the class list as ``RectangleLabels``,
+    axis-aligned boxes only (the manifest has no rotation)."""
     labels = "".join(f"<Label value={quoteattr(name)}/>" for name in class_names)
     return (
         "<View>"
-        '<Header value="Draw a tight box around every object of the listed classes. Correct the '
-        "model's boxes: move or resize a box that is off, change a wrong label, delete a box around "
-        'nothing, and add a box for every object the model missed. Submit with no box when there is none."/>'
+        f"<Header value={quoteattr(instructions)}/>"
         '<Image name="image" value="$image" zoom="true"/>'
         f'<RectangleLabels name="label" toName="image" canRotate="false">{labels}</RectangleLabels>'
         "</View>"
@@ -149,7 +147,7 @@ class LabelStudioHook(HttpHook):
             json={
                 "title": title,
                 "description": description,
-                "label_config": labeling_config(class_names),
+                "label_config": labeling_config(class_names, description),
                 "expert_instruction": description,
                 "show_instruction": True,
                 "maximum_annotations": maximum_annotations,

@@ -14,7 +14,13 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from active_learning.hooks.label_studio import DEFAULT_CONN_ID, PAGE_SIZE, LabelStudioHook, rectangle_result
+from active_learning.hooks.label_studio import (
+    DEFAULT_CONN_ID,
+    PAGE_SIZE,
+    LabelStudioHook,
+    labeling_config,
+    rectangle_result,
+)
 from active_learning.hooks.s3_lines import put_json_lines
 from active_learning.manifest import ManifestConversionError, convert_review, label_studio_review
 from active_learning.naming import human_loop_name, stable_hash
@@ -25,11 +31,13 @@ BACKEND = "label_studio"
 # The longest a SigV4 presigned URL is valid (7 days): a review window longer than that needs a
 # Label Studio S3 storage connection instead (see the README's "Choosing a review backend").
 PRESIGNED_URL_SECONDS = 7 * 24 * 3600
+# The A2I task template's instructions (include/templates/bounding-box.liquid.html), in one paragraph.
 INSTRUCTIONS = (
-    "Review object detection boxes. The model's boxes are drawn already: move or resize a box that "
-    "is off, change a wrong label, delete a box around nothing, and draw a box around every object of "
-    "the listed classes that the model missed. Submit when the boxes are right (with no box when the "
-    "image shows none of the classes)."
+    "The image opens with the boxes the model proposed; they can be wrong, loose or missing. Fix each "
+    "box: drag its edges so it touches the object's outermost pixels. Relabel a box whose class is "
+    "wrong. Delete a box that covers no object of the listed classes. Add a box for every object the "
+    "model missed, including partly hidden ones. One box per object; do not box objects of classes "
+    "that are not listed. If the image shows no object of the listed classes, submit it with no box."
 )
 
 
@@ -52,7 +60,7 @@ class LabelStudioConnectionMixin:
 
 def project_title(settings: LoopSettings) -> str:
     """One project per class list and review settings: a retry finds it, a change makes a new one."""
-    digest = stable_hash(list(settings.class_names), settings.task_count, INSTRUCTIONS)
+    digest = stable_hash(labeling_config(settings.class_names, INSTRUCTIONS), settings.task_count)
     return f"{settings.resource_prefix}-review-{digest}"
 
 

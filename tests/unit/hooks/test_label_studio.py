@@ -16,7 +16,8 @@ REQUIRED = {
 
 
 def test_the_labeling_config_lists_the_classes_as_rectangle_labels_without_rotation() -> None:
-    config = ET.fromstring(labeling_config(["cat", 'a "quoted" & <odd> name']))
+    config = ET.fromstring(labeling_config(["cat", 'a "quoted" & <odd> name'], "Fix the <boxes> & submit"))
+    assert config.find("Header").get("value") == "Fix the <boxes> & submit"  # type: ignore[union-attr]
     rectangles = config.find("RectangleLabels")
     assert rectangles is not None
     assert rectangles.get("canRotate") == "false"
