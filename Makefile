@@ -11,7 +11,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test lint demo bench clean label-studio
+.PHONY: install test lint demo chaos bench clean label-studio
 
 install: $(STAMP) $(LS_STAMP)
 
@@ -49,9 +49,14 @@ test: install lint
 demo: install
 	$(BIN)/python -m emulator.demo --output demo-output
 
-# BatchPredictOperator on the local AWS: concurrency 8 vs 1, and peak memory for 10x the images.
+# The standing fault suite: a clean run of seeded days, the same days through a fault-injecting
+# proxy with a kill of every task, and a failed day; prints a table, fails when a goal is missed.
+chaos: install
+	$(BIN)/python -m emulator.chaos --output chaos-output
+
+# BatchPredictOperator against a zero-CPU S3 and endpoint stand-in: throughput vs the concurrency limit, memory.
 bench: install
 	$(BIN)/python bench/bench_predict.py
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) .label-studio .airflow .pytest_cache .ruff_cache demo-output .emulator.json .emulator.log
+	rm -rf $(VENV) $(LS_VENV) .label-studio .airflow .pytest_cache .ruff_cache demo-output chaos-output .emulator.json .emulator.log

@@ -1,9 +1,15 @@
-"""Benchmark of BatchPredictOperator on the embedded local AWS: concurrency and memory.
+"""``make bench``: what ``BatchPredictOperator`` itself costs, measured against a zero-CPU stand-in.
 
-Runs the real operator (real boto3 clients through an Airflow connection) against the emulator in
-a separate process, and reports ratios measured in the same run:
-- wall time of one day of N images at concurrency 1 vs 8;
-- peak Python memory (tracemalloc) of the operator for N vs 10*N images.
+The real operator (real boto3 clients through an Airflow connection) runs against ``standin.py``,
+which answers S3 and ``InvokeEndpoint`` with canned bytes after a fixed latency, so the figures are
+the operator's own overhead, not an endpoint's or a store's CPU. All ratios come from one run:
+
+- throughput at concurrency 1, 8, 32 and 64, as a fraction of the limit (concurrency / latency);
+- the ratio to a sequential loop like the seed's notebook (get the image, invoke, next) on the same images;
+- memory in separate processes, without tracemalloc for the timings: peak RSS, and peak Python heap
+  (tracemalloc, another process), for N and 10 x N images, and for a day of 150 MiB non-image objects.
+
+Prints a table and writes ``bench-output/bench.json``.
 """
 
 from __future__ import annotations
@@ -11,146 +17,218 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 from unittest.mock import MagicMock
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "plugins")]
 
-import boto3  # noqa: E402
-
-from emulator.model import train  # noqa: E402
-from emulator.scenes import DEMO_CLASSES, make_scenes  # noqa: E402
-
-BUCKET = "bench-bucket"
 SETTINGS = {
-    "bucket": BUCKET,
+    "bucket": "bench-bucket",
     "role_arn": "arn:aws:iam::123456789012:role/Bench",
     "workteam_arn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/bench",
     "endpoint_name": "bench-endpoint",
-    "class_names": list(DEMO_CLASSES),
+    "class_names": ["bicycle", "car", "dog", "person"],
 }
+CONCURRENCY = (1, 8, 32, 64)
+SEQUENTIAL_IMAGES = 100
+NON_IMAGES = {"count": 8, "size_mib": 150}
 
 
-def start_emulator(folder: Path, latency: float) -> tuple[str, Path]:
-    state = folder / "emulator.json"
-    log = folder / "log"
-    url = subprocess.run(
+def throughput_day(concurrency: int) -> str:
+    return f"2026-10-{CONCURRENCY.index(concurrency) + 1:02d}"
+
+
+def images_for(concurrency: int) -> int:
+    """Enough images for about 8 s at the limit (fixed costs, such as creating clients, then weigh
+    little), at least 200."""
+    return max(200, 160 * concurrency)
+
+
+def days(memory_images: int) -> dict[str, dict[str, int]]:
+    spec = {throughput_day(c): {"count": images_for(c)} for c in CONCURRENCY}
+    spec["2026-11-01"] = {"count": memory_images}
+    spec["2026-11-02"] = {"count": 10 * memory_images}
+    spec["2026-11-03"] = NON_IMAGES
+    return spec
+
+
+def start_standin(latency: float, spec: dict[str, Any]) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "emulator",
-            "start",
-            "--state-file",
-            str(state),
-            "--log-file",
-            str(log),
-            "--invoke-latency",
+            str(ROOT / "bench" / "standin.py"),
+            "--latency",
             str(latency),
+            "--days",
+            json.dumps(spec),
         ],
-        cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
-    ).stdout.strip()
-    return url, state
-
-
-def prepare(url: str, days: dict[str, int]) -> None:
-    kw = {
-        "endpoint_url": url,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "b",
-        "aws_secret_access_key": "b",
-    }
-    s3, sagemaker = boto3.client("s3", **kw), boto3.client("sagemaker", **kw)
-    s3.create_bucket(Bucket=BUCKET)
-    model = train(None, make_scenes(2, 100, list(DEMO_CLASSES)), list(DEMO_CLASSES))
-    s3.put_object(Bucket=BUCKET, Key="model.tar.gz", Body=model.to_artifact())
-    sagemaker.create_model(
-        ModelName="bench-model",
-        ExecutionRoleArn=SETTINGS["role_arn"],
-        PrimaryContainer={"Image": "local", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"},
     )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName="bench-config",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "bench-model",
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m4.xlarge",
-            }
-        ],
-    )
-    sagemaker.create_endpoint(EndpointName="bench-endpoint", EndpointConfigName="bench-config")
-    scenes = make_scenes(7, 50, list(DEMO_CLASSES))
-    for day, count in days.items():
-        for index in range(count):
-            s3.put_object(
-                Bucket=BUCKET,
-                Key=f"active-learning/incoming/{day}/{index:05d}.jpg",
-                Body=scenes[index % len(scenes)][0],
-            )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
 
 
-def run_day(day: str, concurrency: int) -> tuple[float, float, dict]:
+def connect(url: str) -> None:
+    os.environ["AIRFLOW_CONN_BENCH"] = f"aws://b:b@/?region_name=us-east-1&endpoint_url={quote(url, safe='')}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "b")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "b")
+
+
+def run_operator(day: str, concurrency: int) -> tuple[float, dict[str, Any]]:
     from active_learning.operators.predict import BatchPredictOperator
 
     operator = BatchPredictOperator(
         task_id="bench", settings=SETTINGS, day=day, concurrency=concurrency, aws_conn_id="bench"
     )
-    tracemalloc.start()
     started = time.perf_counter()
     result = operator.execute({"ti": MagicMock()})
-    elapsed = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return elapsed, peak / 2**20, result
+    return time.perf_counter() - started, result
+
+
+def sequential_loop(url: str, day: str, images: int) -> float:
+    """The seed's way: one image at a time, get it, invoke the endpoint, next."""
+    import boto3
+
+    kwargs = {"endpoint_url": url, "region_name": "us-east-1"}
+    s3, runtime = boto3.client("s3", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
+    started = time.perf_counter()
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=SETTINGS["bucket"], Prefix=f"active-learning/incoming/{day}/"
+        )
+        for item in page.get("Contents", [])
+    ][:images]
+    for key in keys:
+        body = s3.get_object(Bucket=SETTINGS["bucket"], Key=key)["Body"].read()
+        runtime.invoke_endpoint(EndpointName=SETTINGS["endpoint_name"], Body=body, ContentType="image/jpeg")
+    return time.perf_counter() - started
+
+
+def memory_child(day: str, concurrency: int, heap: bool) -> None:
+    """In a fresh process: the operator on one day; prints its peak RSS or peak Python heap."""
+    from active_learning.operators.predict import BatchPredictOperator  # imports out of the measure
+
+    BatchPredictOperator(task_id="warm", settings=SETTINGS, day=day, aws_conn_id="bench")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if heap:
+        tracemalloc.start()
+    _, result = run_operator(day, concurrency)
+    report = {"images": result["images"], "rss_before_mib": round(before, 1)}
+    if heap:
+        report["heap_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
+    else:
+        report["rss_peak_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(report))
+
+
+def measure_memory(url: str, day: str, concurrency: int) -> dict[str, Any]:
+    def child(heap: bool) -> dict[str, Any]:
+        command = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            day,
+            "--url",
+            url,
+            "--concurrency",
+            str(concurrency),
+        ]
+        output = subprocess.run(
+            command + (["--heap"] if heap else []), capture_output=True, text=True, check=True
+        )
+        return json.loads(output.stdout.strip().splitlines()[-1])
+
+    return child(heap=False) | child(heap=True)
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--latency", type=float, default=0.05, help="InvokeEndpoint round trip to simulate")
+    parser.add_argument("--latency", type=float, default=0.05, help="InvokeEndpoint round trip (seconds)")
+    parser.add_argument("--images", type=int, default=1000, help="N of the memory pass (and 10 x N)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-output")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--heap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    small, large = args.images, args.images * 10
-    with tempfile.TemporaryDirectory() as folder:
-        url, state = start_emulator(Path(folder), args.latency)
-        try:
-            os.environ["AIRFLOW_CONN_BENCH"] = (
-                f"aws://b:b@/?region_name=us-east-1&endpoint_url={quote(url, safe='')}"
-            )
-            prepare(url, {"2026-11-01": small, "2026-11-02": large})
-            run_day("2026-11-01", 8)  # warm-up: model load, clients
-            serial, _, _ = run_day("2026-11-01", 1)
-            parallel, small_peak, _ = run_day("2026-11-01", 8)
-            _, large_peak, result = run_day("2026-11-02", 8)
-        finally:
-            subprocess.run(
-                [sys.executable, "-m", "emulator", "stop", "--state-file", str(state)],
-                cwd=ROOT,
-                capture_output=True,
-                check=False,
-            )
+    if args.memory_child:
+        connect(args.url)
+        memory_child(args.memory_child, args.concurrency, args.heap)
+        return
+    started = time.monotonic()
+    standin, url = start_standin(args.latency, days(args.images))
+    try:
+        connect(url)
+        run_operator(throughput_day(1), 8)  # warm-up: imports, clients, connection pools
+        throughput = {}
+        for concurrency in CONCURRENCY:
+            elapsed, result = run_operator(throughput_day(concurrency), concurrency)
+            rate = result["predicted"] / elapsed
+            throughput[concurrency] = {
+                "images": result["predicted"],
+                "seconds": round(elapsed, 2),
+                "images_per_second": round(rate, 1),
+                "fraction_of_limit": round(rate / (concurrency / args.latency), 3),
+            }
+        sequential = SEQUENTIAL_IMAGES / sequential_loop(url, throughput_day(1), SEQUENTIAL_IMAGES)
+        memory = {
+            "N": measure_memory(url, "2026-11-01", 32),
+            "10N": measure_memory(url, "2026-11-02", 32),
+            "non_images": measure_memory(url, "2026-11-03", 32),
+        }
+    finally:
+        standin.terminate()
+        standin.wait()
     report = {
-        "images": small,
-        "invoke_latency_seconds": args.latency,
-        "concurrency_1_seconds": round(serial, 2),
-        "concurrency_8_seconds": round(parallel, 2),
-        "speedup_8_vs_1": round(serial / parallel, 2),
-        f"peak_MiB_{small}_images": round(small_peak, 2),
-        f"peak_MiB_{large}_images": round(large_peak, 2),
-        "peak_ratio_10x_images": round(large_peak / small_peak, 2),
-        "large_day_result": {k: result[k] for k in ("images", "predicted", "quarantined", "to_review")},
+        "latency_seconds": args.latency,
+        "throughput": throughput,
+        "sequential_images_per_second": round(sequential, 1),
+        "ratio_to_sequential": {
+            c: round(t["images_per_second"] / sequential, 1) for c, t in throughput.items()
+        },
+        "memory": memory,
+        "rss_ratio_10N_to_N": round(memory["10N"]["rss_peak_mib"] / memory["N"]["rss_peak_mib"], 3),
+        "heap_ratio_10N_to_N": round(memory["10N"]["heap_peak_mib"] / memory["N"]["heap_peak_mib"], 3),
+        "non_image_day": f"{NON_IMAGES['count']} objects of {NON_IMAGES['size_mib']} MiB",
+        "seconds": round(time.monotonic() - started, 1),
     }
-    print(json.dumps(report, indent=2))
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "bench.json").write_text(json.dumps(report, indent=2))
+    rows = [
+        (
+            f"concurrency {c}, {t['images']} images",
+            f"{t['images_per_second']} images/s = {t['fraction_of_limit']:.0%} of the limit "
+            f"({c / args.latency:.0f}/s); {report['ratio_to_sequential'][c]}x the sequential loop",
+        )
+        for c, t in throughput.items()
+    ]
+    rows.append(("sequential loop (the seed's)", f"{sequential:.1f} images/s"))
+    for name, label in (
+        ("N", f"{args.images} images"),
+        ("10N", f"{10 * args.images} images"),
+        ("non_images", report["non_image_day"]),
+    ):
+        m = memory[name]
+        rss = f"peak RSS {m['rss_peak_mib']} MiB (after imports {m['rss_before_mib']})"
+        rows.append((f"memory, {label}", f"{rss}; peak heap {m['heap_peak_mib']} MiB"))
+    rows.append(("10N / N", f"RSS {report['rss_ratio_10N_to_N']}x, heap {report['heap_ratio_10N_to_N']}x"))
+    print(table(rows))
+    print(f"\n{report['seconds']} s; written to {args.output / 'bench.json'}")
 
 
 if __name__ == "__main__":

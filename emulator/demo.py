@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from emulator.server import Emulator, EmulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINT = "active-learning-od"
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+# Reference reviewers answering after half a second, and simulated AWS state changes in seconds.
+REVIEWER = ReviewerConfig(delay=0.5, noise=0.02)
+TIMINGS = EmulatorConfig(0.5, 1.0, 0.2)
 
 
 def held_out_map(model: LocalDetector, held_out: list[tuple[bytes, list[dict[str, Any]]]]) -> float:
@@ -84,9 +89,16 @@ NOTHING_TO_RUN = b"No tasks to run"
 BLOCKED_AFTER_SECONDS = 60.0
 
 
-def wait_unless_blocked(process: subprocess.Popen, log: Path, start: int, blocked_after: float) -> int | None:
-    """The process's exit code, or ``None`` once its log said for ``blocked_after`` seconds, and
-    nothing else, that no task can run."""
+class DayBlocked(RuntimeError):
+    """``airflow dags test`` said for a long while, and nothing else, that no task can run."""
+
+
+def wait_unless_blocked(process: subprocess.Popen, log: Path, start: int, blocked_after: float) -> int:
+    """The process's exit code.
+
+    :raises DayBlocked: once its log said for ``blocked_after`` seconds, and nothing else, that no
+        task can run.
+    """
     position, nothing_since = start, None
     while process.poll() is None:
         time.sleep(0.5)
@@ -101,33 +113,60 @@ def wait_unless_blocked(process: subprocess.Popen, log: Path, start: int, blocke
             elif nothing_since is None:
                 nothing_since = time.monotonic()
         if nothing_since is not None and time.monotonic() - nothing_since >= blocked_after:
-            return None
+            raise DayBlocked(
+                f"no task could run for {blocked_after:.0f} s. The day is blocked by depends_on_past: an "
+                "earlier day's incremental_training or update_endpoint did not succeed. Fix or clear "
+                f"that day first; see {log}"
+            )
     return process.returncode
 
 
-def run(
-    command: list[str], env: dict[str, str], log: Path, blocked_after: float = BLOCKED_AFTER_SECONDS
-) -> None:
-    """Run an Airflow command; if the demo is interrupted, its whole process group goes too."""
+def run_process(
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    watch: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    blocked_after: float = BLOCKED_AFTER_SECONDS,
+) -> int:
+    """Run a command in its own process group, output appended to ``log``; its return code.
+
+    If the caller is interrupted, or the command is blocked (see :func:`wait_unless_blocked`), the
+    whole process group goes too.
+
+    :param watch: called with the running process (e.g. to kill it at some point); returns when
+        the process may be waited for.
+    :raises DayBlocked: when the command is blocked.
+    """
     with log.open("ab") as out:
         start = out.tell()
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            returncode = wait_unless_blocked(process, log, start, blocked_after)
+            if watch is not None:
+                watch(process)
+            return wait_unless_blocked(process, log, start, blocked_after)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    if returncode is None:
-        sys.exit(
-            f"{' '.join(command)}: no task could run for {blocked_after:.0f} s. The day is blocked by "
-            "depends_on_past: an earlier day's incremental_training or update_endpoint did not succeed. "
-            f"Fix or clear that day first; see {log}"
-        )
+
+
+def run(
+    command: list[str], env: dict[str, str], log: Path, blocked_after: float = BLOCKED_AFTER_SECONDS
+) -> None:
+    """Run an Airflow command; exit the demo if it fails or is blocked."""
+    try:
+        returncode = run_process(command, env, log, blocked_after=blocked_after)
+    except DayBlocked as blocked:
+        sys.exit(f"{' '.join(command)}: {blocked}")
     if returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({returncode}); see {log}")
+
+
+def logical_date(day: date) -> str:
+    """The logical date of the run that processes ``day``: a run for D processes the day before D."""
+    return (day + timedelta(days=1)).isoformat()
 
 
 def count_lines(emulator: Emulator, key: str) -> int:
@@ -216,17 +255,14 @@ def main(argv: list[str] | None = None) -> None:
     log = args.output / "airflow.log"
     classes = list(DEMO_CLASSES)
     held_out = make_scenes(999, 200, classes)
-    with Emulator(
-        reviewer=ReviewerConfig(delay=0.5, noise=0.02), config=EmulatorConfig(0.5, 1.0, 0.2)
-    ) as emulator:
+    with Emulator(reviewer=REVIEWER, config=TIMINGS) as emulator:
         print(f"local AWS on {emulator.url}; Airflow home {home}", flush=True)
         days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
         weak = seed(emulator.client("s3"), args.first_day, args.days, args.images_per_day)
         initial_map = round(held_out_map(weak, held_out), 3)
         print(f"initial model trained on 4 scenes: held-out mAP {initial_map}", flush=True)
         env = airflow_env(home, emulator.url)
-        airflow = str(Path(sys.executable).parent / "airflow")
-        run([airflow, "db", "migrate"], env, log)
+        run([AIRFLOW, "db", "migrate"], env, log)
         rows: list[dict[str, Any]] = [
             {
                 "day": "initial",
@@ -244,13 +280,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.review_backend == "label_studio":
                 label_studio, annotator = start_label_studio(args, emulator, env)
             for day in days:
-                # a run for a logical date D processes the day before D that just ended (data interval start)
                 print(f"running active_learning for {day} ...", flush=True)
-                run(
-                    [airflow, "dags", "test", "active_learning", (day + timedelta(days=1)).isoformat()],
-                    env,
-                    log,
-                )
+                run([AIRFLOW, "dags", "test", "active_learning", logical_date(day)], env, log)
                 reviewed = annotator.answered[day.isoformat()] if annotator is not None else None
                 rows.append(day_row(emulator, day, args.images_per_day, held_out, reviewed))
                 print_table(rows[-1:])

@@ -27,6 +27,7 @@ from emulator.protocol import (
     json_response,
 )
 from emulator.sagemaker_ext import SageMakerExtensions, json_body
+from emulator.transform import TransformJobs
 
 ADMIN = "/_emulator"
 
@@ -58,6 +59,9 @@ class Emulator:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.sagemaker = SageMakerExtensions(self, train_job)
         self.a2i = A2IRuntime(self, reviewer or ReviewerConfig())
+        self.transforms = TransformJobs(
+            lambda: self.client("s3"), self.model_predictor, self.config.invoke_latency
+        )
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._timers: list[threading.Timer] = []
@@ -146,6 +150,14 @@ class Emulator:
         container = model.primary_container or model.containers[0]
         return container["ModelDataUrl"]
 
+    def model_predictor(self, model_name: str, region: str) -> Callable[[bytes], dict[str, Any]]:
+        """The predict function of a SageMaker model's local artifact (transform jobs run it)."""
+        try:
+            url = self.model_data_url(region, model_name)
+        except Exception as err:
+            raise AwsError("ValidationException", f"Could not find model {model_name!r}") from err
+        return self.load_model(url, region).predict
+
     def load_model(self, model_data_url: str, region: str = "us-east-1") -> Any:
         """The local model of an artifact, cached by URL (artifacts are immutable once written)."""
         from emulator.model import LocalDetector
@@ -191,6 +203,8 @@ class Emulator:
             environ["wsgi.input"] = io.BytesIO(raw)  # moto reads the body again when we pass
             if self.sagemaker.handles(operation, lambda: json_body(raw)):
                 return json_response(self.sagemaker.handle(operation, json_body(raw), region))
+            if operation in self.transforms.handlers:
+                return json_response(self.transforms.handlers[operation](json_body(raw), region))
             return conform_sagemaker_response(operation, Response.from_app(self.moto, environ))
         return None
 

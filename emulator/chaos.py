@@ -1,0 +1,605 @@
+"""``make chaos``: the standing fault suite of the ``active_learning`` DAG on the local AWS.
+
+Three scenarios on the same seeded days, each with its own emulator (moto reset), a proxy
+(:class:`emulator.faults.FaultProxy`) that the Airflow AWS connection's ``endpoint_url`` points at,
+and its own Airflow home; days run with ``airflow dags test`` as in ``make demo`` (reviewers
+answer without noise, so that two runs label alike):
+
+1. **clean**: no fault, no kill; its outputs are the reference, and its proxy counts the AWS
+   requests each task makes (used to place the kills).
+2. **faulted**: the proxy throttles ~25 % of requests and answers 5 % with a 500/503 before and
+   5 % after forwarding (the request took effect, the client retries). Every task of
+   :data:`KILLED_TASKS` is killed once, the kills spread over the days in DAG order (each on a day
+   the clean run ran the task: a day with too few new labels trains nothing): ``SIGKILL`` of
+   the ``airflow dags test`` process group while the task is ``running`` or ``deferred`` in the
+   metadata DB, after a seeded random share (5-60 %) of the requests it made in the clean run: a
+   count of requests, unlike a time, lands inside the task however much the faults slow it. After
+   each kill the day is run again, 1 s later. The review timeout is 3 minutes (not the demo's
+   hour), so that a sensor that never sees its loops shows up as lost labels, not as a hang.
+3. **failed day**: the first day, with the proxy answering ``AccessDenied`` for its
+   ``incoming/<day>/`` prefix, so that ``batch_predict`` fails for good: the DagRun must end
+   ``failed`` and ``airflow dags test`` exit non-zero.
+
+How a rerun works: ``airflow dags test <dag> <logical date>`` first clears the task instances of
+that logical date, then *deletes* the DagRun it finds for it and creates a new one (run id
+``manual__<now>``), so every task runs again with ``try_number`` 1: what an operator's rerun of a
+day does, with no memory of the killed tries in Airflow (only in S3 and in AWS itself). No clear
+is needed. A killed run's task instances stay ``running`` in the DB until the rerun deletes them,
+so the kill watcher only looks at DagRuns created after it started. A day that fails stops the
+faulted scenario: later days would wait on its training (``depends_on_past``) forever.
+
+Each day of the faulted run is compared with the same day of the clean run:
+
+- duplicates: loops for the same image in one day, training jobs of a day beyond the first,
+  manifest lines with the same ``source-ref``;
+- lost labels: loops Completed in the emulator whose image has no line in the day's manifest;
+- outputs match: routed images, loop names, manifest lines (``creation-date`` dropped), training
+  job names, the endpoint's config and model after the day;
+- requests faulted (the proxy's counters) and tasks retried (``try_number`` - 1 over the final
+  run's task instances; kills are counted apart).
+
+Goals: 0 duplicates, 0 lost labels, identical outputs, every planned kill made while its task ran,
+every faulted day a successful DagRun, the failed day a failed one. The table is printed and
+written to ``<output>/chaos.json`` (the proxy's counters per operation to
+``proxy-counters.json``, each scenario's Airflow output to ``<scenario>/airflow.log``); the exit
+status is 1 when a goal is missed. Every process and server started here is stopped on the way
+out (also on Ctrl-C or SIGTERM), and the suite checks that none of its ports still listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+from emulator.demo import (
+    AIRFLOW,
+    ENDPOINT,
+    REVIEWER,
+    ROOT,
+    TIMINGS,
+    airflow_env,
+    logical_date,
+    print_table,
+    run_process,
+)
+from emulator.faults import FaultProxy, FaultRates
+from emulator.seed import BUCKET, PREFIX, seed
+from emulator.server import Emulator
+
+DAG_ID = "active_learning"
+KILLED_TASKS = (
+    "deploy_model",
+    "create_human_review_workflow",
+    "batch_predict",
+    "start_human_loops",
+    "wait_for_human_loops",
+    "augmented_manifest",
+    "incremental_training",
+    "evaluation_gate",
+    "update_endpoint",
+)
+ACTIVE_STATES = ("running", "deferred")  # the sensor and training defer while they wait
+COMPARED = ("routed", "loops", "manifest", "training_jobs", "endpoint_config", "model")
+POLL_SECONDS = 0.02
+REVIEW_TIMEOUT_HOURS = 0.05
+ports: list[int] = []  # every port a server of this suite listened on: all closed at the end
+
+
+@dataclass
+class Kill:
+    """A planned SIGKILL while ``task`` runs, after ``after_requests`` of its AWS requests.
+
+    The point is drawn as ``fraction`` of the requests the task made in the clean run: a count of
+    requests, unlike a time, lands inside the task however much faults slow it down.
+    """
+
+    task: str
+    fraction: float
+    after_requests: int = 0
+    landed: bool = False
+    note: str = ""
+
+
+@dataclass
+class RunResult:
+    returncode: int | None
+    killed: bool = False
+    timed_out: bool = False
+
+
+@dataclass
+class DayResult:
+    scenario: str
+    day: str
+    dag_run: str
+    returncode: int | None
+    faulted: int = 0
+    retried: int = 0
+    kills: list[Kill] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    mismatched: list[str] = field(default_factory=list)
+
+
+class Stage:
+    """One scenario's emulator, the fault proxy in front of it, and an Airflow home.
+
+    The clean scenario has a proxy too, faulting nothing: it counts each task's requests.
+    """
+
+    def __init__(self, name: str, output: Path, emulator: Emulator, proxy: FaultProxy) -> None:
+        self.name = name
+        self.folder = output / name
+        self.folder.mkdir(parents=True)
+        self.home = self.folder / "airflow"
+        self.home.mkdir()
+        self.log = self.folder / "airflow.log"
+        self.emulator = emulator
+        self.proxy = proxy
+        self.env = airflow_env(self.home, proxy.url)
+        # the demo's 1 h review timeout would hide a sensor that never sees its loops for an hour:
+        # give up after 3 minutes instead (the loops answer within seconds), so it shows as lost labels
+        self.env["AL_REVIEW_TIMEOUT_HOURS"] = str(REVIEW_TIMEOUT_HOURS)
+
+    @property
+    def database(self) -> Path:
+        return self.home / "airflow.db"
+
+    def query(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+        """Read the metadata DB (sqlite) while Airflow writes it; a locked read is tried again."""
+        if not self.database.exists():
+            return []
+        for _ in range(50):
+            try:
+                with contextlib.closing(
+                    sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=2)
+                ) as connection:
+                    return connection.execute(sql, parameters).fetchall()
+            except sqlite3.OperationalError:
+                time.sleep(0.05)
+        raise RuntimeError(f"cannot read {self.database}")
+
+    def runs_of(self, day: date) -> list[tuple[str, str]]:
+        """``(run_id, state)`` of the DagRuns processing ``day``, oldest first."""
+        return [
+            (run_id, state)
+            for run_id, state in self.query(
+                "SELECT run_id, state FROM dag_run WHERE dag_id = ? AND logical_date LIKE ? ORDER BY id",
+                DAG_ID,
+                f"{logical_date(day)}%",
+            )
+        ]
+
+    def task_instances(self, run_id: str) -> dict[str, tuple[str | None, int]]:
+        """``{task_id: (state, try_number)}`` of a DagRun."""
+        rows = self.query(
+            "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            DAG_ID,
+            run_id,
+        )
+        return {task: (state, tries) for task, state, tries in rows}
+
+    def migrate(self) -> None:
+        if run_process([AIRFLOW, "db", "migrate"], self.env, self.log) != 0:
+            raise RuntimeError(f"airflow db migrate failed; see {self.log}")
+
+    def run_day(
+        self,
+        day: date,
+        timeout: float,
+        kill: Kill | None = None,
+        requests_by_task: Counter[str] | None = None,
+    ) -> RunResult:
+        """``airflow dags test`` for ``day``: killed as planned, or when it outlasts ``timeout``.
+
+        :param kill: the kill to make while this run goes.
+        :param requests_by_task: counts the proxy's requests made while each task was active.
+        """
+        earlier = {run_id for run_id, _ in self.runs_of(day)}
+        result = RunResult(None)
+
+        def watch(process: subprocess.Popen[bytes]) -> None:
+            deadline = time.monotonic() + timeout
+            armed = kill is not None
+            seen = self.proxy.total_requests()
+            target_started_at: int | None = None  # the request count when the target was first seen
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    result.timed_out = True
+                    return
+                states = self._states_in_new_run(day, earlier)
+                requests = self.proxy.total_requests()
+                active = [task for task, state in states.items() if state in ACTIVE_STATES]
+                if requests_by_task is not None and len(active) == 1:
+                    requests_by_task[active[0]] += requests - seen
+                seen = requests
+                if armed and kill is not None:
+                    state = states.get(kill.task)
+                    if target_started_at is None and state in ACTIVE_STATES:
+                        target_started_at = requests
+                    if target_started_at is not None and state not in ACTIVE_STATES:
+                        kill.note = f"{kill.task} ended ({state}) before {kill.after_requests} requests"
+                        armed = False  # the run goes on, unkilled
+                    elif (
+                        target_started_at is not None and requests - target_started_at >= kill.after_requests
+                    ):
+                        os.killpg(process.pid, signal.SIGKILL)
+                        kill.landed = result.killed = True
+                        kill.note = (
+                            f"killed {kill.task} ({state}) after {requests - target_started_at} requests"
+                        )
+                        return
+                time.sleep(POLL_SECONDS)
+
+        result.returncode = run_process(
+            [AIRFLOW, "dags", "test", DAG_ID, logical_date(day)], self.env, self.log, watch
+        )
+        return result
+
+    def _states_in_new_run(self, day: date, earlier: set[str]) -> dict[str, str | None]:
+        for run_id, _ in self.runs_of(day):
+            if run_id not in earlier:
+                return {task: state for task, (state, _) in self.task_instances(run_id).items()}
+        return {}
+
+    def final_run(self, day: date) -> tuple[str, dict[str, tuple[str | None, int]]]:
+        """The state and task instances of the day's last DagRun."""
+        runs = self.runs_of(day)
+        if not runs:
+            return "missing", {}
+        run_id, state = runs[-1]
+        return state, self.task_instances(run_id)
+
+
+def retried(tasks: dict[str, tuple[str | None, int]]) -> int:
+    """Task tries beyond the first in a DagRun (Airflow retries, not kills)."""
+    return sum(max(tries - 1, 0) for _, tries in tasks.values())
+
+
+def read_lines(emulator: Emulator, key: str) -> list[str]:
+    """The lines of an object under the loop's prefix; none when the day did not write it."""
+    s3 = emulator.client("s3")
+    try:
+        return s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}")["Body"].read().decode().splitlines()
+    except s3.exceptions.NoSuchKey:
+        return []
+
+
+def without_creation_dates(value: Any) -> Any:
+    """A manifest line without its review timestamps, which differ from run to run."""
+    if isinstance(value, dict):
+        return {k: without_creation_dates(v) for k, v in value.items() if k != "creation-date"}
+    if isinstance(value, list):
+        return [without_creation_dates(item) for item in value]
+    return value
+
+
+def day_outputs(emulator: Emulator, day: date) -> dict[str, Any]:
+    """What a day left in the local AWS: its outputs, duplicates and lost labels."""
+    predictions = [json.loads(line) for line in read_lines(emulator, f"runs/{day}/predictions.jsonl")]
+    loop_prefix = f"{PREFIX}-{day:%Y%m%d}-"
+    loops = [loop for loop in list(emulator.a2i.loops.values()) if loop.name.startswith(loop_prefix)]
+    loop_images = Counter(json.loads(loop.input_content)["taskObject"] for loop in loops)
+    manifest = sorted(
+        json.dumps(without_creation_dates(json.loads(line)), sort_keys=True)
+        for line in read_lines(emulator, f"runs/{day}/augmented.manifest")
+        if line.strip()
+    )
+    manifest_images = Counter(json.loads(line)["source-ref"] for line in manifest)
+    completed = {json.loads(loop.input_content)["taskObject"] for loop in loops if loop.status == "Completed"}
+    jobs = sorted(name for name in list(emulator.sagemaker.training_jobs) if name.startswith(loop_prefix))
+    sagemaker = emulator.client("sagemaker")
+    try:
+        config_name = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+        model = config["ProductionVariants"][0]["ModelName"]
+    except sagemaker.exceptions.ClientError:
+        config_name = model = None
+    return {
+        "routed": sorted(record["source"] for record in predictions if record["review"]),
+        "loops": sorted(loop.name for loop in loops),
+        "loops_completed": len(completed),
+        "manifest": manifest,
+        "training_jobs": jobs,
+        "endpoint_config": config_name,
+        "model": model,
+        "duplicate_loops": sum(count - 1 for count in loop_images.values()),
+        "duplicate_jobs": max(len(jobs) - 1, 0),
+        "duplicate_manifest_lines": sum(count - 1 for count in manifest_images.values()),
+        "lost_labels": sorted(completed - set(manifest_images)),
+    }
+
+
+def kill_plan(days: list[date], seed_value: int, ran: dict[date, set[str]]) -> dict[date, list[Kill]]:
+    """Each task of :data:`KILLED_TASKS` killed once, in DAG order, spread evenly over the days.
+
+    A task is killed on a day the clean run ran it (``ran``), the nearest to its even share:
+    a day with too few new labels trains nothing, so nothing of training and after can be killed.
+    """
+    dice = random.Random(seed_value)
+    plan: dict[date, list[Kill]] = {day: [] for day in days}
+    for index, task in enumerate(KILLED_TASKS):
+        kill = Kill(task, round(dice.uniform(0.05, 0.6), 3))
+        share = index * len(days) // len(KILLED_TASKS)
+        candidates = [offset for offset, day in enumerate(days) if task in ran[day]]
+        if not candidates:
+            kill.note = f"{task} never ran in the clean run: no day to kill it on"
+        chosen = min(candidates, key=lambda offset: (abs(offset - share), offset), default=share)
+        plan[days[chosen]].append(kill)
+    return plan
+
+
+@contextlib.contextmanager
+def stage(
+    name: str, output: Path, rates: FaultRates, fault_seed: int, images: int, days: list[date]
+) -> Iterator[Stage]:
+    """A seeded emulator, the fault proxy in front of it and a migrated Airflow home."""
+    with contextlib.ExitStack() as stack:
+        # no reviewer noise: the clean and faulted runs must label alike whatever the order of answers
+        emulator = stack.enter_context(Emulator(reviewer=replace(REVIEWER, noise=0.0), config=TIMINGS))
+        # moto's backends are process-wide: without a reset, a stage would see the previous one's AWS
+        urllib.request.urlopen(
+            urllib.request.Request(f"{emulator.url}/moto-api/reset", method="POST")
+        ).close()
+        proxy = stack.enter_context(FaultProxy(emulator.url, rates, fault_seed))
+        ports.extend(int(urlsplit(server.url).port or 0) for server in (emulator, proxy))
+        seed(emulator.client("s3"), days[0], len(days), images)
+        ready = Stage(name, output, emulator, proxy)
+        ready.migrate()
+        yield ready
+
+
+def run_clean(output: Path, days: list[date], images: int, timeout: float) -> list[DayResult]:
+    results = []
+    with stage("clean", output, FaultRates(), 0, images, days) as clean:
+        for day in days:
+            requests_by_task: Counter[str] = Counter()
+            outcome = clean.run_day(day, timeout, requests_by_task=requests_by_task)
+            state, tasks = clean.final_run(day)
+            outputs = day_outputs(clean.emulator, day)
+            outputs["requests_by_task"] = dict(requests_by_task)
+            outputs["ran"] = sorted(
+                task for task, (task_state, _) in tasks.items() if task_state == "success"
+            )
+            results.append(
+                DayResult(
+                    "clean",
+                    day.isoformat(),
+                    state,
+                    outcome.returncode,
+                    retried=retried(tasks),
+                    outputs=outputs,
+                )
+            )
+            print(f"clean {day}: DagRun {state}", flush=True)
+    return results
+
+
+def run_faulted(
+    output: Path,
+    days: list[date],
+    images: int,
+    rates: FaultRates,
+    seed_value: int,
+    clean: list[DayResult],
+    timeout: float,
+    rerun_delay: float,
+) -> list[DayResult]:
+    results = []
+    plan = kill_plan(
+        days, seed_value, {date.fromisoformat(result.day): set(result.outputs["ran"]) for result in clean}
+    )
+    with stage("faulted", output, rates, seed_value, images, days) as faulted:
+        for day, reference in zip(days, clean, strict=True):
+            before = faulted.proxy.total_faults()
+            timed_out = False
+            for kill in plan[day]:
+                if kill.note:  # nothing to kill
+                    continue
+                clean_requests = reference.outputs["requests_by_task"].get(kill.task, 0)
+                kill.after_requests = max(round(kill.fraction * clean_requests), min(clean_requests, 1))
+                timed_out = faulted.run_day(day, timeout, kill).timed_out
+                print(f"faulted {day}: {kill.note or kill.task + ' never ran'}", flush=True)
+                if timed_out:
+                    break
+                time.sleep(rerun_delay)
+            outcome = RunResult(None, timed_out=True) if timed_out else faulted.run_day(day, timeout)
+            state, tasks = faulted.final_run(day)
+            if outcome.timed_out:
+                state = f"{state}, timed out after {timeout:.0f} s"
+            outputs = day_outputs(faulted.emulator, day)
+            result = DayResult(
+                "faulted",
+                day.isoformat(),
+                state,
+                outcome.returncode,
+                faulted=faulted.proxy.total_faults() - before,
+                retried=retried(tasks),
+                kills=plan[day],
+                outputs=outputs,
+                mismatched=[key for key in COMPARED if outputs[key] != reference.outputs[key]],
+            )
+            results.append(result)
+            print(f"faulted {day}: DagRun {state}, {result.faulted} requests faulted", flush=True)
+            if outcome.returncode != 0:
+                # later days would wait on this one's training forever (depends_on_past)
+                print(f"faulted: not running the days after {day}", flush=True)
+                break
+        (output / "proxy-counters.json").write_text(json.dumps(faulted.proxy.counters(), indent=2))
+    return results
+
+
+def run_failed_day(output: Path, day: date, images: int, timeout: float) -> DayResult:
+    """``batch_predict`` denied the day's images for good: the DagRun must end failed."""
+    with stage("failed-day", output, FaultRates(), 0, images, [day]) as failing:
+        failing.proxy.configure(deny=(f"{PREFIX}/incoming/{day}/",))
+        outcome = failing.run_day(day, timeout)
+        state, tasks = failing.final_run(day)
+        print(
+            f"failed day {day}: DagRun {state}, airflow dags test exit code {outcome.returncode}", flush=True
+        )
+        return DayResult(
+            "failed day",
+            day.isoformat(),
+            state if not outcome.timed_out else f"{state}, timed out",
+            outcome.returncode,
+            faulted=failing.proxy.total_faults(),
+            retried=retried(tasks),
+            outputs={"tasks": {task: task_state for task, (task_state, _) in tasks.items()}},
+        )
+
+
+def misses(result: DayResult) -> list[str]:
+    """The goals this day missed, each in words."""
+    found = []
+    if result.scenario == "failed day":
+        if result.dag_run != "failed" or result.returncode == 0:
+            found.append(
+                f"batch_predict failed for good ({result.outputs['tasks'].get('batch_predict')}) but the "
+                f"DagRun is {result.dag_run} and airflow dags test exited {result.returncode}: "
+                "a failed day must be a failed DagRun"
+            )
+        return found
+    if result.dag_run != "success" or result.returncode != 0:
+        found.append(f"DagRun {result.dag_run}, exit code {result.returncode}")
+    outputs = result.outputs
+    for key in ("duplicate_loops", "duplicate_jobs", "duplicate_manifest_lines"):
+        if outputs[key]:
+            found.append(f"{outputs[key]} {key.replace('_', ' ')}")
+    if outputs["lost_labels"]:
+        found.append(f"{len(outputs['lost_labels'])} lost labels: {outputs['lost_labels'][:3]}")
+    if result.mismatched:
+        found.append(f"outputs differ from the clean run: {', '.join(result.mismatched)}")
+    found.extend(
+        f"kill missed: {kill.note or kill.task + ' never ran'}" for kill in result.kills if not kill.landed
+    )
+    return found
+
+
+def table_row(result: DayResult) -> dict[str, Any]:
+    outputs = result.outputs
+    failed_day = result.scenario == "failed day"
+    return {
+        "scenario": result.scenario,
+        "day": result.day,
+        "requests_faulted": result.faulted,
+        "tasks_retried": result.retried,
+        "kills": f"{sum(kill.landed for kill in result.kills)}/{len(result.kills)}" if result.kills else "-",
+        "dup_loops": "-" if failed_day else outputs["duplicate_loops"],
+        "dup_jobs": "-" if failed_day else outputs["duplicate_jobs"],
+        "dup_manifest_lines": "-" if failed_day else outputs["duplicate_manifest_lines"],
+        "lost_labels": "-" if failed_day else len(outputs["lost_labels"]),
+        "outputs_match": (
+            "-"
+            if result.scenario != "faulted"
+            else "yes"
+            if not result.mismatched
+            else "no: " + ",".join(result.mismatched)
+        ),
+        "dag_run": result.dag_run,
+        "failed_day_visible": ("yes" if not misses(result) else "NO") if failed_day else "-",
+        "goals": "met" if not misses(result) else "MISSED",
+    }
+
+
+def listening_ports() -> list[int]:
+    """Ports of this suite's servers that still accept connections (there must be none)."""
+    still = []
+    for port in ports:
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                still.append(port)
+    return still
+
+
+def terminate(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C: every ``with`` stops what it started."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "chaos-output")
+    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--images-per-day", type=int, default=20)
+    parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
+    parser.add_argument("--seed", type=int, default=7, help="seed of the faults and the kill points")
+    parser.add_argument("--throttle", type=float, default=0.25, help="share of requests throttled")
+    parser.add_argument("--error-before", type=float, default=0.05, help="500/503 without forwarding")
+    parser.add_argument("--error-after", type=float, default=0.05, help="500/503 after forwarding")
+    parser.add_argument("--rerun-delay", type=float, default=1.0, help="seconds between a kill and the rerun")
+    parser.add_argument(
+        "--run-timeout", type=float, default=300.0, help="seconds one airflow dags test may take"
+    )
+    args = parser.parse_args(argv)
+    args.output = args.output.resolve()  # Airflow's sqlite URL needs an absolute path
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, terminate)
+    shutil.rmtree(args.output, ignore_errors=True)
+    args.output.mkdir(parents=True)
+    days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
+    rates = FaultRates(args.throttle, args.error_before, args.error_after)
+    try:
+        clean = run_clean(args.output, days, args.images_per_day, args.run_timeout)
+        faulted = run_faulted(
+            args.output,
+            days,
+            args.images_per_day,
+            rates,
+            args.seed,
+            clean,
+            args.run_timeout,
+            args.rerun_delay,
+        )
+        failed_day = run_failed_day(args.output, days[0], args.images_per_day, args.run_timeout)
+    except KeyboardInterrupt:
+        print(f"interrupted; everything it started is stopped (listening: {listening_ports() or 'none'})")
+        return 130
+    left = listening_ports()
+    results = [*clean, *faulted, failed_day]
+    rows = [table_row(result) for result in results]
+    missed = [f"{result.scenario} {result.day}: {miss}" for result in results for miss in misses(result)]
+    missed.extend(f"faulted {day}: not run, an earlier day failed" for day in days[len(faulted) :])
+    if left:
+        missed.append(f"ports still listening after the suite: {left}")
+    elapsed = round(time.monotonic() - started)
+    report = {
+        "wall_time_seconds": elapsed,
+        "settings": {**vars(args), "output": str(args.output), "first_day": args.first_day.isoformat()},
+        "rates": asdict(rates),
+        "table": rows,
+        "missed": missed,
+        "days": [asdict(result) for result in results],
+    }
+    (args.output / "chaos.json").write_text(json.dumps(report, indent=2, default=str))
+    print()
+    print_table(rows)
+    print(f"\n{len(missed)} goal(s) missed" + "".join(f"\n- {miss}" for miss in missed))
+    print(f"done in {elapsed} s; details in {args.output / 'chaos.json'}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
