@@ -11,7 +11,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test lint demo chaos bench clean label-studio
+.PHONY: install test lint demo chaos bench experiment clean label-studio
 
 install: $(STAMP) $(LS_STAMP)
 
@@ -57,6 +57,10 @@ chaos: install
 # BatchPredictOperator against a zero-CPU S3 and endpoint stand-in: throughput vs the concurrency limit, memory.
 bench: install
 	$(BIN)/python bench/bench_predict.py
+
+# Selection strategies against random picks on three synthetic worlds; table, JSON and plot in experiment-output/.
+experiment: install
+	$(BIN)/python bench/experiment.py --output experiment-output
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .label-studio .airflow .pytest_cache .ruff_cache demo-output chaos-output .emulator.json .emulator.log

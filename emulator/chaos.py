@@ -82,6 +82,7 @@ from emulator.demo import (
     run_process,
 )
 from emulator.faults import FaultProxy, FaultRates
+from emulator.scenes import EASY_WORLD
 from emulator.seed import BUCKET, PREFIX, seed
 from emulator.server import Emulator
 
@@ -100,6 +101,8 @@ KILLED_TASKS = (
 ACTIVE_STATES = ("running", "deferred")  # the sensor and training defer while they wait
 COMPARED = ("routed", "loops", "manifest", "training_jobs", "endpoint_config", "model")
 POLL_SECONDS = 0.02
+# The 4-class world: every seeded day routes enough images to train, so that every task runs.
+WORLD = EASY_WORLD
 REVIEW_TIMEOUT_HOURS = 0.05
 ports: list[int] = []  # every port a server of this suite listened on: all closed at the end
 
@@ -154,7 +157,7 @@ class Stage:
         self.log = self.folder / "airflow.log"
         self.emulator = emulator
         self.proxy = proxy
-        self.env = airflow_env(self.home, proxy.url)
+        self.env = airflow_env(self.home, proxy.url, WORLD.classes)
         # the demo's 1 h review timeout would hide a sensor that never sees its loops for an hour:
         # give up after 3 minutes instead (the loops answer within seconds), so it shows as lost labels
         self.env["AL_REVIEW_TIMEOUT_HOURS"] = str(REVIEW_TIMEOUT_HOURS)
@@ -362,7 +365,7 @@ def stage(
         ).close()
         proxy = stack.enter_context(FaultProxy(emulator.url, rates, fault_seed))
         ports.extend(int(urlsplit(server.url).port or 0) for server in (emulator, proxy))
-        seed(emulator.client("s3"), days[0], len(days), images)
+        seed(emulator.client("s3"), days[0], len(days), images, WORLD)
         ready = Stage(name, output, emulator, proxy)
         ready.migrate()
         yield ready

@@ -25,8 +25,9 @@ from urllib.parse import quote
 from emulator.a2i import REFERENCE_METADATA, ReviewerConfig
 from emulator.evaluation import image_size, mean_average_precision
 from emulator.label_studio import LabelStudioClient, LabelStudioServer, ScriptedAnnotator
+from emulator.learning_plot import plot_learning
 from emulator.model import LocalDetector
-from emulator.scenes import DEMO_CLASSES, make_scenes
+from emulator.scenes import DEMO_WORLD, WORLDS, make_scenes
 from emulator.seed import BUCKET, INITIAL_MODEL, PREFIX, VALIDATION_MANIFEST, seed
 from emulator.server import Emulator, EmulatorConfig
 
@@ -47,7 +48,7 @@ def held_out_map(model: LocalDetector, held_out: list[tuple[bytes, list[dict[str
     )
 
 
-def airflow_env(home: Path, url: str) -> dict[str, str]:
+def airflow_env(home: Path, url: str, classes: tuple[str, ...] = DEMO_WORLD.classes) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AL_"))}
     env.update(
         AIRFLOW_HOME=str(home),
@@ -67,7 +68,9 @@ def airflow_env(home: Path, url: str) -> dict[str, str]:
         AL_WORKTEAM_ARN="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/demo-reviewers",
         AL_ENDPOINT_NAME=ENDPOINT,
         AL_INITIAL_MODEL_DATA_URL=INITIAL_MODEL,
-        AL_CLASS_NAMES=",".join(DEMO_CLASSES),
+        AL_CLASS_NAMES=",".join(classes),
+        # a review budget a day, so the selection strategy chooses what is labelled
+        AL_MAX_REVIEWS="8",
         AL_MIN_NEW_LABELS="2",
         AL_VALIDATION_MANIFEST_URI=VALIDATION_MANIFEST,
         # the seeded initial model and validation set lie outside the loop's prefix: allow them
@@ -236,7 +239,8 @@ def start_label_studio(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
-    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--days", type=int, default=6)
+    parser.add_argument("--world", choices=list(WORLDS), default="demo", help="how hard the scenes are")
     parser.add_argument("--images-per-day", type=int, default=40)
     parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
     parser.add_argument("--review-backend", choices=("a2i", "label_studio"), default="a2i")
@@ -253,15 +257,15 @@ def main(argv: list[str] | None = None) -> None:
     home = args.output / "airflow"
     home.mkdir(parents=True)
     log = args.output / "airflow.log"
-    classes = list(DEMO_CLASSES)
-    held_out = make_scenes(999, 200, classes)
+    world = WORLDS[args.world]
+    held_out = make_scenes(999, 200, world)
     with Emulator(reviewer=REVIEWER, config=TIMINGS) as emulator:
         print(f"local AWS on {emulator.url}; Airflow home {home}", flush=True)
         days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
-        weak = seed(emulator.client("s3"), args.first_day, args.days, args.images_per_day)
+        weak = seed(emulator.client("s3"), args.first_day, args.days, args.images_per_day, world)
         initial_map = round(held_out_map(weak, held_out), 3)
         print(f"initial model trained on 4 scenes: held-out mAP {initial_map}", flush=True)
-        env = airflow_env(home, emulator.url)
+        env = airflow_env(home, emulator.url, world.classes)
         run([AIRFLOW, "db", "migrate"], env, log)
         rows: list[dict[str, Any]] = [
             {
@@ -291,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
             if label_studio is not None:
                 label_studio.stop()
     (args.output / "summary.json").write_text(json.dumps(rows, indent=2))
+    plot_learning(rows, args.output / "learning.png")
     print()
     print_table(rows)
     print(f"\ndone in {time.monotonic() - started:.0f} s; artifacts in {args.output}")

@@ -16,7 +16,7 @@ import boto3
 
 from emulator.a2i import REFERENCE_METADATA
 from emulator.model import LocalDetector, train
-from emulator.scenes import DEMO_CLASSES, make_scenes
+from emulator.scenes import WORLDS, World, make_scenes
 
 BUCKET = "active-learning-demo"
 PREFIX = "active-learning"
@@ -34,10 +34,10 @@ def reference_metadata(boxes: list[dict[str, Any]]) -> dict[str, str]:
     }
 
 
-def upload_validation_set(s3: Any, classes: list[str]) -> None:
+def upload_validation_set(s3: Any, world: World) -> None:
     """A fixed, labelled validation manifest: every model is gated on the same images."""
     lines = []
-    for index, (image, boxes) in enumerate(make_scenes(500, 40, classes)):
+    for index, (image, boxes) in enumerate(make_scenes(500, 40, world)):
         key = f"validation/scene-{index:04d}.jpg"
         s3.put_object(Bucket=BUCKET, Key=key, Body=image, ContentType="image/jpeg")
         annotations = [{"class_id": box["class_id"], **{k: box[k] for k in BOX_KEYS}} for box in boxes]
@@ -53,17 +53,16 @@ def upload_validation_set(s3: Any, classes: list[str]) -> None:
     s3.put_object(Bucket=BUCKET, Key="validation/validation.manifest", Body="\n".join(lines).encode())
 
 
-def seed(s3: Any, first_day: date, days: int, images_per_day: int) -> LocalDetector:
+def seed(s3: Any, first_day: date, days: int, images_per_day: int, world: World) -> LocalDetector:
     """Create everything the demo needs; returns the deliberately weak initial model (4 scenes)."""
-    classes = list(DEMO_CLASSES)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # seeding twice is fine
         s3.create_bucket(Bucket=BUCKET)
-    weak = train(None, make_scenes(1, 4, classes), classes)
+    weak = train(None, make_scenes(1, 4, world), world.classes)
     s3.put_object(Bucket=BUCKET, Key="models/initial/model.tar.gz", Body=weak.to_artifact())
-    upload_validation_set(s3, classes)
+    upload_validation_set(s3, world)
     for offset in range(days):
         day = first_day + timedelta(days=offset)
-        for index, (image, boxes) in enumerate(make_scenes(100 + offset, images_per_day, classes)):
+        for index, (image, boxes) in enumerate(make_scenes(100 + offset, images_per_day, world)):
             s3.put_object(
                 Bucket=BUCKET,
                 Key=f"{PREFIX}/incoming/{day}/scene-{index:04d}.jpg",
@@ -79,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True, help="the emulator's URL")
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--images-per-day", type=int, default=40)
+    # docker-compose's AL_CLASS_NAMES names the easy world's 4 classes
+    parser.add_argument("--world", choices=list(WORLDS), default="easy", help="how hard the scenes are")
     parser.add_argument(
         "--first-day", type=date.fromisoformat, help="default: the last --days days before today"
     )
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         aws_access_key_id="seed",
         aws_secret_access_key="seed",
     )
-    seed(s3, first_day, args.days, args.images_per_day)
+    seed(s3, first_day, args.days, args.images_per_day, WORLDS[args.world])
     print(f"seeded s3://{BUCKET}: initial model, validation set, {args.days} days from {first_day}")
 
 

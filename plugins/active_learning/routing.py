@@ -2,18 +2,19 @@
 
 The default reproduces the seed: review an image when its top score over all detections is below
 the threshold (exactly the threshold is confident). Beyond the seed, an image with no detection is
-reviewed (the seed crashed on it), a day's reviews can be capped (keeping the most uncertain), and a
-reproducible random share of confident images is sent to review as an audit sample.
+reviewed (the seed crashed on it), a day's reviews can be capped (which ones are kept is a selection
+strategy, :mod:`active_learning.selection`), and a reproducible random share of confident images is
+sent to review as an audit sample.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from active_learning.detections import Detection, top_score
+from active_learning.selection import Rank, SelectionStrategy, uniform_draw
 
 # Reasons are stable strings: they are written to predictions.jsonl and counted in reports.
 REASON_NO_DETECTIONS = "no-detections"
@@ -42,14 +43,17 @@ class RoutingPolicy:
     """Decides which images go to human review.
 
     :param threshold: review when the top score is below this (0..1); the seed used 0.5.
-    :param max_reviews: at most this many reviews per run (``None``: no cap); the most uncertain are kept.
+    :param max_reviews: at most this many reviews per run (``None``: no cap); ``selection`` chooses
+        which are kept.
     :param audit_fraction: share (0..1) of confident images also sent to review, chosen at random
         but reproducibly for a given run key and image.
+    :param selection: the strategy that chooses the reviews kept under ``max_reviews``.
     """
 
     threshold: float = 0.5
     max_reviews: int | None = None
     audit_fraction: float = 0.0
+    selection: SelectionStrategy = field(default_factory=SelectionStrategy)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -72,8 +76,7 @@ class RoutingPolicy:
         """Whether a confident image is drawn for audit: a hash, so the same run draws the same images."""
         if self.audit_fraction <= 0.0:
             return False
-        digest = hashlib.sha256(f"{run_key}\0{image_key}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < self.audit_fraction
+        return uniform_draw(run_key, image_key) < self.audit_fraction
 
     def with_audit(self, decision: Decision, run_key: str, image_key: str) -> Decision:
         """A confident image drawn for the audit sample becomes a review (reason ``audit-sample``)."""
@@ -81,18 +84,33 @@ class RoutingPolicy:
             return Decision(True, REASON_AUDIT, decision.top_score)
         return decision
 
-    def decide_day(self, decisions: Mapping[str, Decision], run_key: str) -> dict[str, Decision]:
+    def budget(self, run_key: str) -> ReviewBudget:
+        """The day's review budget under this policy's cap and selection strategy."""
+        return ReviewBudget(self.max_reviews, self.selection.random_share, run_key)
+
+    def decide_day(
+        self,
+        decisions: Mapping[str, Decision],
+        run_key: str,
+        detections: Mapping[str, Sequence[Detection]] | None = None,
+        counts: Mapping[int, int] | None = None,
+    ) -> dict[str, Decision]:
         """Apply the day-wide rules to per-image decisions keyed by image.
 
         Confident images drawn for audit become reviews; then, when there are more reviews than
-        ``max_reviews``, the most uncertain are kept (audit samples last) and the others are
-        marked ``over-review-budget``. The result does not depend on the mapping's order.
-        Streaming callers use :meth:`with_audit` and :class:`ReviewBudget` directly.
+        ``max_reviews``, the selection strategy chooses those kept (audit samples last) and the
+        others are marked ``over-review-budget``. The result does not depend on the mapping's order.
+        Streaming callers use :meth:`with_audit` and :meth:`budget` directly.
+
+        :param detections: each image's detections (the strategy ranks from them; least-confidence
+            needs only the decisions).
+        :param counts: labelled boxes per class so far (for ``class-balance``).
         """
         day = {key: self.with_audit(decision, run_key, key) for key, decision in decisions.items()}
-        budget = ReviewBudget(self.max_reviews)
+        budget = self.budget(run_key)
         for key, decision in day.items():
-            budget.offer(key, decision)
+            rank = None if detections is None else self.selection.rank(detections[key], counts)
+            budget.offer(key, decision, rank)
         return {key: budget.final(key, decision) for key, decision in day.items()}
 
 
@@ -100,44 +118,77 @@ class RoutingPolicy:
 class _Evictable:
     """Heap entry ordered so that the review to give up first is on top of a min-heap."""
 
-    priority: tuple[bool, float, str]
+    priority: tuple[bool, Rank, str]
 
     def __lt__(self, other: _Evictable) -> bool:
         return self.priority > other.priority
 
 
+class _Lowest:
+    """The ``limit`` lowest priorities of a stream, in a heap of at most ``limit`` entries."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.heap: list[_Evictable] = []
+
+    def push(self, priority: tuple[bool, Rank, str]) -> None:
+        heapq.heappush(self.heap, _Evictable(priority))
+        if len(self.heap) > self.limit:
+            heapq.heappop(self.heap)
+
+    def keys_in_order(self) -> list[str]:
+        return [priority[2] for priority in sorted(entry.priority for entry in self.heap)]
+
+
 class ReviewBudget:
     """The ``limit`` reviews to keep out of a stream: memory grows with the limit, not the stream.
 
-    Priority: uncertainty reviews before audit samples, then the lowest top score (no detection
-    first), then the image key, so the outcome does not depend on the stream's order.
+    Priority: uncertainty reviews before audit samples, then the strategy's rank (default: the
+    lowest top score, no detection first: least-confidence), then the image key, so the outcome does
+    not depend on the stream's order. With a ``random_share``, that share of the limit goes to the
+    reviews with the lowest random draw (a hash of ``run_key`` and the image) among those the
+    strategy did not keep.
+
+    :param limit: reviews kept at most (``None``: all).
+    :param random_share: share (0..1) of the limit drawn at random.
+    :param run_key: seeds the random draws (the day): the same day draws the same images.
     """
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, random_share: float = 0.0, run_key: str = "") -> None:
         self.limit = limit
-        self._heap: list[_Evictable] = []
+        self.run_key = run_key
+        share = SelectionStrategy(random_share=random_share)
+        self._random = 0 if limit is None else share.random_picks(limit)
+        self._by_rank = _Lowest(limit or 0)
+        self._by_draw = _Lowest(limit or 0) if self._random else None
         self._kept: set[str] | None = None
 
     def __len__(self) -> int:
-        """Reviews held so far (never more than the limit)."""
-        return len(self._heap)
+        """Reviews held so far (never more than the limit, per kind of pick)."""
+        return len(self._by_rank.heap)
 
-    def offer(self, key: str, decision: Decision) -> None:
+    def offer(self, key: str, decision: Decision, rank: Rank | None = None) -> None:
+        """Offer one image's decision.
+
+        :param rank: from :meth:`SelectionStrategy.rank`; default: least-confidence's.
+        """
         if not decision.review or self.limit is None:
             return
         self._kept = None
-        heapq.heappush(
-            self._heap, _Evictable((decision.reason == REASON_AUDIT, decision.uncertainty_rank, key))
-        )
-        if len(self._heap) > self.limit:
-            heapq.heappop(self._heap)
+        audit = decision.reason == REASON_AUDIT
+        self._by_rank.push((audit, (decision.uncertainty_rank,) if rank is None else rank, key))
+        if self._by_draw is not None:
+            self._by_draw.push((audit, (uniform_draw(self.run_key, key, "random-share"),), key))
 
     def final(self, key: str, decision: Decision) -> Decision:
         """The decision once every review was offered: kept, or marked ``over-review-budget``."""
         if not decision.review or self.limit is None:
             return decision
         if self._kept is None:
-            self._kept = {entry.priority[2] for entry in self._heap}
+            self._kept = set(self._by_rank.keys_in_order()[: self.limit - self._random])
+            if self._by_draw is not None:
+                drawn = [k for k in self._by_draw.keys_in_order() if k not in self._kept]
+                self._kept.update(drawn[: self._random])
         if key in self._kept:
             return decision
         return replace(decision, review=False, reason=REASON_OVER_BUDGET)

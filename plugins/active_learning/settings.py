@@ -21,6 +21,7 @@ from active_learning.classes import VOC_CLASSES, ClassListError, validate_class_
 from active_learning.manifest import DEFAULT_ATTRIBUTE_NAME
 from active_learning.naming import A2I_NAME_PATTERN, SAGEMAKER_NAME_PATTERN
 from active_learning.reviews import REVIEW_BACKENDS
+from active_learning.selection import BOX_UNCERTAINTY, STRATEGIES
 
 BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
@@ -132,6 +133,17 @@ class LoopSettings:
     audit_fraction: float = setting(
         0.0, description="share of confident images also reviewed, reproducibly per run", minimum=0, maximum=1
     )
+    # the default is what measured best against random picks in make experiment (README)
+    selection_strategy: str = setting(
+        BOX_UNCERTAINTY,
+        description="which routed images max_reviews keeps: " + ", ".join(STRATEGIES),
+    )
+    random_share: float = setting(
+        0.0,
+        description="share of max_reviews drawn at random among the routed images, reproducibly per day",
+        minimum=0,
+        maximum=1,
+    )
     task_count: int = setting(
         1, description="workers per image (answers are consolidated by majority)", minimum=1, maximum=3
     )
@@ -210,6 +222,11 @@ class LoopSettings:
         except ClassListError as err:
             raise SettingsError(str(err)) from err
         self._check(bool(self.label_attribute.strip()), "label_attribute", "must not be empty")
+        self._check(
+            self.selection_strategy in STRATEGIES,
+            "selection_strategy",
+            "must be one of " + ", ".join(STRATEGIES),
+        )
         self._check(
             all(re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/", uri) for uri in self.allowed_s3_uris),
             "allowed_s3_uris",

@@ -113,6 +113,9 @@ def test_missing_required_settings_are_named() -> None:
         ({"threshold": float("nan")}, "threshold"),
         ({"max_reviews": -1}, "max_reviews"),
         ({"audit_fraction": 1.5}, "audit_fraction"),
+        ({"selection_strategy": "entropy"}, "selection_strategy.*least-confidence, box-uncertainty"),
+        ({"random_share": 1.01}, "random_share"),
+        ({"random_share": -0.5}, "random_share"),
         ({"min_new_labels": -1}, "min_new_labels"),
         ({"map_tolerance": -0.1}, "map_tolerance"),
         ({"validation_fraction": 0}, "validation_fraction"),
@@ -339,3 +342,10 @@ def test_dag_level_knobs_record_bad_values_and_keep_the_default() -> None:
         "AL_WAITER_DELAY_SECONDS='soon' is not a whole number",
         "AL_REVIEW_TIMEOUT_HOURS='-1' must be >= 0",
     ]
+
+
+def test_the_selection_strategy_and_random_share_come_from_params() -> None:
+    settings = LoopSettings.from_mapping(
+        {**REQUIRED, "selection_strategy": "box-uncertainty", "random_share": "0.25"}
+    )
+    assert (settings.selection_strategy, settings.random_share) == ("box-uncertainty", 0.25)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import date
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -11,6 +13,9 @@ from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_code
 from active_learning.manifest import read_manifest, write_manifest
+from active_learning.settings import LoopSettings
+
+RUN_MANIFEST = re.compile(r"runs/(\d{4}-\d{2}-\d{2})/augmented\.manifest$")
 
 
 class S3JsonLinesWriter:
@@ -74,3 +79,11 @@ def iter_objects(s3_client: Any, bucket: str, prefix: str) -> Iterator[tuple[str
 def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:
     """Object keys under a prefix, page by page (folder markers left out)."""
     return (key for key, _ in iter_objects(s3_client, bucket, prefix))
+
+
+def labelled_lines(s3: S3Hook, settings: LoopSettings, through: date) -> Iterator[dict[str, Any]]:
+    """Every human label so far: the lines of each ``runs/<day>/augmented.manifest`` up to ``through``."""
+    for key in sorted(iter_keys(s3.get_conn(), settings.bucket, settings.key("runs") + "/")):
+        match = RUN_MANIFEST.search(key)
+        if match and date.fromisoformat(match.group(1)) <= through:
+            yield from iter_json_lines(s3, settings.bucket, key)

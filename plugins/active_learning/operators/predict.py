@@ -8,6 +8,7 @@ import struct
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -19,10 +20,11 @@ from active_learning.concurrency import bounded_map
 from active_learning.detections import PredictionParseError, parse_prediction, top_score
 from active_learning.hooks.errors import error_code, error_message
 from active_learning.hooks.retries import client_config
-from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_objects
+from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_objects, labelled_lines
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
 from active_learning.operators.base import LoopOperatorMixin
-from active_learning.routing import Decision, ReviewBudget, RoutingPolicy
+from active_learning.routing import Decision, RoutingPolicy
+from active_learning.selection import CLASS_BALANCE, SelectionStrategy, label_counts
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time inference
@@ -131,7 +133,15 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
-        policy = RoutingPolicy(settings.threshold, settings.max_reviews, settings.audit_fraction)
+        selection = SelectionStrategy(settings.selection_strategy, settings.random_share)
+        policy = RoutingPolicy(settings.threshold, settings.max_reviews, settings.audit_fraction, selection)
+        counts: Mapping[int, int] = {}
+        if selection.name == CLASS_BALANCE and settings.max_reviews is not None:
+            # the labels of the days before this one (a rerun of the day must not count its own)
+            counts = label_counts(
+                labelled_lines(self.s3, settings, day - timedelta(days=1)), settings.label_attribute
+            )
+            self.log.info("Labelled boxes per class so far: %s", dict(sorted(counts.items())))
         s3 = self.s3.get_conn()
         runtime = self.hook
         runtime.get_conn()  # create the client once, before the worker threads share it
@@ -168,11 +178,12 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
                 "format": image_format,
                 "detections": [detection.to_list() for detection in detections],
                 "top_score": top_score(detections),
+                "rank": selection.rank(detections, counts),
                 "review": decision.review,
                 "reason": decision.reason,
             }
 
-        budget = ReviewBudget(settings.max_reviews)
+        budget = policy.budget(day.isoformat())
         reasons: Counter[str] = Counter()
         images = reviews = 0
         objects = iter_objects(s3, settings.bucket, settings.incoming_prefix(day))
@@ -185,7 +196,8 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
                     self.log.warning("Quarantined %s: %s", record["source"], record["reason"])
                     quarantine.write(record)
                     continue
-                budget.offer(record["source"], _decision(record))
+                # the strategy's rank is all the second pass needs from the first: not written out
+                budget.offer(record["source"], _decision(record), tuple(record.pop("rank")))
                 spool.write(json.dumps(record) + "\n")
             # The review cap needs the whole day: a second pass over the spool applies it.
             spool.seek(0)

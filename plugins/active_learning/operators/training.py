@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -14,7 +13,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, conf
 
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
-from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_json_lines, iter_keys
+from active_learning.hooks.s3_lines import S3JsonLinesWriter, labelled_lines
 from active_learning.links.console import TrainingJobLink
 from active_learning.naming import training_job_name
 from active_learning.operators.base import LoopOperatorMixin
@@ -29,7 +28,6 @@ from active_learning.training_data import (
     in_validation_hold_out,
 )
 
-RUN_MANIFEST = re.compile(r"runs/(\d{4}-\d{2}-\d{2})/augmented\.manifest$")
 MAX_ATTEMPTS_PER_DAY = 3
 
 
@@ -137,13 +135,6 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
             self.log.warning("Training job %s is %s: %s", name, job["TrainingJobStatus"], reason)
         raise AirflowException(f"{MAX_ATTEMPTS_PER_DAY} training attempts for this day failed; see {base}*")
 
-    def _labelled_lines(self, settings: LoopSettings, day: date) -> Iterator[dict[str, Any]]:
-        s3 = self.s3
-        for key in sorted(iter_keys(s3.get_conn(), settings.bucket, settings.key("runs") + "/")):
-            match = RUN_MANIFEST.search(key)
-            if match and date.fromisoformat(match.group(1)) <= day:
-                yield from iter_json_lines(s3, settings.bucket, key)
-
     def _start(
         self, job_name: str, settings: LoopSettings, day: date, base_model: str, trained_lines: int
     ) -> None:
@@ -152,7 +143,7 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
         validation = S3JsonLinesWriter(self.s3, settings.bucket, f"{prefix}/validation.manifest")
         with train, validation:
             hold_out = settings.validation_manifest_uri is None
-            for line in self._labelled_lines(settings, day):
+            for line in labelled_lines(self.s3, settings, day):
                 if hold_out and in_validation_hold_out(line["source-ref"], settings.validation_fraction):
                     validation.write(line)
                 else:

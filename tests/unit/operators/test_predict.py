@@ -544,3 +544,30 @@ def test_images_are_pulled_lazily_with_bounded_concurrency(
     assert state["pulled"] == state["returned"] == count
     assert state["peak"] <= concurrency
     assert state["lag"] <= concurrency
+
+
+def test_class_balance_counts_the_labels_of_the_days_before_not_the_days_own(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    def manifest_line(name: str, class_id: int) -> str:
+        annotations = [{"class_id": class_id, "left": 1, "top": 1, "width": 5, "height": 5}]
+        return json.dumps({"source-ref": source(name), "a2i-retraining": {"annotations": annotations}})
+
+    # class 0 has 3 labels before the day; the day's own manifest (a rerun) must not count
+    earlier = "\n".join(manifest_line(f"old-{index}.jpg", 0) for index in range(3))
+    put(s3, f"{PREFIX}/runs/2026-11-25/augmented.manifest", earlier.encode())
+    own = "\n".join(manifest_line(f"new-{index}.jpg", 1) for index in range(9))
+    put(s3, f"{RUNS}augmented.manifest", own.encode())
+    endpoint.script[(40, 30)] = [[0.0, 0.2, 0.1, 0.1, 0.2, 0.2]]  # least-confidence would keep this one
+    endpoint.script[(41, 30)] = [[1.0, 0.4, 0.1, 0.1, 0.2, 0.2]]
+    put_image(s3, "class-0.jpg", "JPEG", 40, 30)
+    put_image(s3, "class-1.jpg", "JPEG", 41, 30)
+
+    make_operator(max_reviews=1, selection_strategy="class-balance").execute(context)
+    balanced = {line["source"]: line["review"] for line in read_lines(s3, PREDICTIONS)}
+    make_operator(max_reviews=1, selection_strategy="least-confidence").execute(context)
+    seed_rule = {line["source"]: line["review"] for line in read_lines(s3, PREDICTIONS)}
+
+    assert balanced == {source("class-0.jpg"): False, source("class-1.jpg"): True}
+    assert seed_rule == {source("class-0.jpg"): True, source("class-1.jpg"): False}
+    assert all(set(line) == PREDICTION_FIELDS for line in read_lines(s3, PREDICTIONS))  # no rank written
