@@ -4,13 +4,16 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Label Studio (the self-hosted review backend) has its own pinned tree: its own venv.
+LS_VENV := .venv-label-studio
+LS_STAMP := $(LS_VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean
+.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean label-studio
 
-install: $(STAMP)
+install: $(STAMP) $(LS_STAMP)
 
 # Reinstalls only when a requirements file changed.
 $(STAMP): requirements.txt requirements-dev.txt emulator/requirements.txt
@@ -19,6 +22,18 @@ $(STAMP): requirements.txt requirements-dev.txt emulator/requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+$(LS_STAMP): requirements-label-studio.txt
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet -r requirements-label-studio.txt
+	$(LS_VENV)/bin/python -m pip check
+	touch $(LS_STAMP)
+
+# Label Studio on http://127.0.0.1:8080 next to the embedded local AWS, with an admin and a personal
+# access token; prints the URL and the Airflow connections. Data in .label-studio/.
+label-studio: install
+	$(BIN)/python -m emulator.label_studio
 
 lint: install
 	$(BIN)/ruff check .
@@ -61,4 +76,4 @@ experiment: install
 	$(BIN)/python bench/experiment.py --output experiment-output
 
 clean:
-	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache demo-output chaos-output airflow-stack bench-output experiment-output .emulator.json .emulator.log
+	rm -rf $(VENV) $(LS_VENV) .label-studio .airflow .pytest_cache .ruff_cache demo-output chaos-output airflow-stack bench-output experiment-output .emulator.json .emulator.log

@@ -5,10 +5,12 @@ Every day, for the day that just ended (`data_interval_start`; a backfill for a 
 the same day as the scheduled run for that date):
 
 1. **deploy_model**: make sure the endpoint serves a model (created from `initial_model_data_url` if absent).
-2. **create_human_review_workflow**: the worker task UI and flow definition, created idempotently.
+2. **create_human_review_workflow**: the worker task UI and flow definition, created idempotently
+   (with `review_backend=label_studio`: the Label Studio project; the review tasks keep their ids).
 3. **batch_predict**: predict `incoming/<day>/`; route uncertain images to review
    (`runs/<day>/predictions.jsonl`, unusable inputs in `runs/<day>/quarantine.jsonl`).
-4. **start_human_loops**: one A2I human loop per routed image, pre-filled with the model's boxes.
+4. **start_human_loops**: one A2I human loop (or Label Studio task) per routed image, pre-filled
+   with the model's boxes.
 5. **wait_for_human_loops**: deferrable wait until the reviewers are done.
 6. **augmented_manifest**: reviewers' boxes to `runs/<day>/augmented.manifest`.
 7. **incremental_training**: train from the serving model on all labels so far (skipped when too few are new).
@@ -67,10 +69,12 @@ SETTINGS = "{{ params | tojson }}"
 # before it ran.
 DAY = "{{ (data_interval_start | ds) if data_interval_start else macros.ds_add(dag_run.run_after | ds, -1) }}"
 REVIEW_TIMEOUT_HOURS = number("review_timeout_hours", 240)
+# Used by the review tasks when the review_backend Param is label_studio (an http connection).
+LABEL_STUDIO_CONN_ID = env("label_studio_conn_id", "label_studio_default")
 
 with DAG(
     dag_id="active_learning",
-    description="Daily active-learning loop: predict, human review (A2I), retrain, update the endpoint",
+    description="Daily active-learning loop: predict, human review (A2I or Label Studio), retrain, redeploy",
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -96,6 +100,7 @@ with DAG(
         task_id="create_human_review_workflow",
         settings=SETTINGS,
         template_path=env("template_path") or DEFAULT_TEMPLATE,
+        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
         waiter_delay=WAITER_DELAY,
         multiple_outputs=True,  # start_human_loops pulls the flow definition ARN by key
     )
@@ -105,10 +110,12 @@ with DAG(
         settings=SETTINGS,
         day=DAY,
         flow_definition_arn=review_workflow.output["flow_definition_arn"],
+        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
     )
     wait_for_human_loops = HumanLoopSensor(
         task_id="wait_for_human_loops",
         human_loops=start_human_loops.output,
+        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
         min_completed_fraction=number("min_completed_fraction", 1.0),
         on_timeout=env("review_on_timeout", "continue"),  # type: ignore[arg-type]  # the sensor checks it
         timeout=timedelta(hours=REVIEW_TIMEOUT_HOURS).total_seconds(),
@@ -119,6 +126,7 @@ with DAG(
         task_id="augmented_manifest",
         settings=SETTINGS,
         day=DAY,
+        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
         # answers already given are paid for: harvested even when the wait failed or timed out
         trigger_rule="all_done",
         outlets=[MANIFEST_ASSET],

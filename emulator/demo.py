@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from emulator.a2i import ReviewerConfig
+from emulator.a2i import REFERENCE_METADATA, ReviewerConfig
 from emulator.evaluation import image_size, mean_average_precision
+from emulator.label_studio import LabelStudioClient, LabelStudioServer, ScriptedAnnotator
 from emulator.learning_plot import plot_learning
 from emulator.model import LocalDetector
 from emulator.scenes import DEMO_WORLD, WORLDS, make_scenes
@@ -178,7 +179,9 @@ def count_lines(emulator: Emulator, key: str) -> int:
         return 0
 
 
-def day_row(emulator: Emulator, day: date, images: int, held_out: list) -> dict[str, Any]:
+def day_row(
+    emulator: Emulator, day: date, images: int, held_out: list, reviewed: int | None = None
+) -> dict[str, Any]:
     sagemaker = emulator.client("sagemaker")
     predictions = [
         json.loads(line)
@@ -194,7 +197,9 @@ def day_row(emulator: Emulator, day: date, images: int, held_out: list) -> dict[
         "day": day.isoformat(),
         "images": images,
         "routed": sum(record["review"] for record in predictions),
-        "loops_completed": sum(
+        "loops_completed": reviewed
+        if reviewed is not None
+        else sum(
             loop.status == "Completed" and loop.name.startswith(f"{PREFIX}-{day:%Y%m%d}-")
             for loop in emulator.a2i.loops.values()
         ),
@@ -213,6 +218,24 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
 
 
+def start_label_studio(
+    args: argparse.Namespace, emulator: Emulator, env: dict[str, str]
+) -> tuple[LabelStudioServer, ScriptedAnnotator | None]:
+    """A local Label Studio reviewing the DAG's days (``env`` gains its connection), and the
+    scripted annotator answering its tasks unless a person reviews."""
+    server = LabelStudioServer(args.output / "label-studio").start()
+    env.update(AL_REVIEW_BACKEND="label_studio", AIRFLOW_CONN_LABEL_STUDIO_DEFAULT=server.connection_uri())
+    print(f"Label Studio on {server.url} (log in as admin@example.com / active-learning-local)", flush=True)
+    if args.label_studio_reviewer == "person":
+        env.update(AL_REVIEW_TIMEOUT_HOURS="240", AL_REVIEW_POLL_SECONDS="10")  # a person needs time
+        return server, None
+    annotator = ScriptedAnnotator(
+        LabelStudioClient(server.url, server.token), emulator.client("s3"), REFERENCE_METADATA
+    )
+    annotator.start()
+    return server, annotator
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
@@ -220,6 +243,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world", choices=list(WORLDS), default="demo", help="how hard the scenes are")
     parser.add_argument("--images-per-day", type=int, default=40)
     parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
+    parser.add_argument("--review-backend", choices=("a2i", "label_studio"), default="a2i")
+    parser.add_argument(
+        "--label-studio-reviewer",
+        choices=("script", "person"),
+        default="script",
+        help="with label_studio: a scripted annotator answers through the API, or a person in the browser",
+    )
     args = parser.parse_args(argv)
     args.output = args.output.resolve()  # Airflow's sqlite URL needs an absolute path
     started = time.monotonic()
@@ -249,11 +279,21 @@ def main(argv: list[str] | None = None) -> None:
                 "held_out_map": initial_map,
             }
         ]
-        for day in days:
-            print(f"running active_learning for {day} ...", flush=True)
-            run([AIRFLOW, "dags", "test", "active_learning", logical_date(day)], env, log)
-            rows.append(day_row(emulator, day, args.images_per_day, held_out))
-            print_table(rows[-1:])
+        label_studio, annotator = None, None
+        try:
+            if args.review_backend == "label_studio":
+                label_studio, annotator = start_label_studio(args, emulator, env)
+            for day in days:
+                print(f"running active_learning for {day} ...", flush=True)
+                run([AIRFLOW, "dags", "test", "active_learning", logical_date(day)], env, log)
+                reviewed = annotator.answered[day.isoformat()] if annotator is not None else None
+                rows.append(day_row(emulator, day, args.images_per_day, held_out, reviewed))
+                print_table(rows[-1:])
+        finally:  # a failed day (sys.exit) stops them too
+            if annotator is not None:
+                annotator.stop()
+            if label_studio is not None:
+                label_studio.stop()
     (args.output / "summary.json").write_text(json.dumps(rows, indent=2))
     plot_learning(rows, args.output / "learning.png")
     print()

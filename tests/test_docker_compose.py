@@ -38,7 +38,14 @@ def compose() -> dict:
 
 
 def test_services(compose: dict) -> None:
-    assert set(compose["services"]) == {"postgres", "aws", "aws-seed", "airflow-init", *AIRFLOW_SERVICES}
+    assert set(compose["services"]) == {
+        "postgres",
+        "aws",
+        "aws-seed",
+        "airflow-init",
+        *AIRFLOW_SERVICES,
+        "label-studio",
+    }
     for name in AIRFLOW_SERVICES:
         depends_on = compose["services"][name]["depends_on"]
         assert depends_on["airflow-init"]["condition"] == "service_completed_successfully"
@@ -151,3 +158,12 @@ def test_the_compose_settings_are_valid_loop_settings(compose: dict) -> None:
     assert environment.problems == []
     assert settings.initial_model_data_url == "s3://active-learning-demo/models/initial/model.tar.gz"
     assert settings.validation_manifest_uri == "s3://active-learning-demo/validation/validation.manifest"
+
+
+def test_label_studio_runs_the_pinned_release_beside_airflow(compose: dict) -> None:
+    service = compose["services"]["label-studio"]
+    assert service["image"] == "heartexlabs/label-studio:1.23.2"
+    assert "8081:8080" in service["ports"]  # 8080 is Airflow's
+    assert "label-studio-data:/label-studio/data" in service["volumes"]
+    assert "label-studio-data" in compose["volumes"]
+    assert service["environment"]["LATEST_VERSION_CHECK"] == "false"

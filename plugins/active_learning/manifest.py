@@ -1,4 +1,4 @@
-"""A2I output -> Ground Truth style augmented-manifest lines, and a streaming JSON Lines reader/writer.
+"""Reviewers' answers (A2I, Label Studio) -> Ground Truth style augmented-manifest lines; JSON Lines I/O.
 
 The line format is the seed's ``convert_a2i_to_augmented_manifest``: ``source-ref``, the label
 attribute with ``annotations`` and ``image_size``, and ``<attribute>-metadata`` with the class map.
@@ -15,13 +15,14 @@ from typing import IO, Any
 
 from active_learning.classes import class_map
 from active_learning.detections import clip_box, iou
+from active_learning.reviews import ReviewAnswer, ReviewedImage
 
 DEFAULT_ATTRIBUTE_NAME = "a2i-retraining"
 CONSENSUS_IOU = 0.5
 
 
 class ManifestConversionError(ValueError):
-    """An A2I output document cannot be turned into a manifest line."""
+    """A review's answers (an A2I output, a Label Studio task) cannot be turned into a manifest line."""
 
 
 class ManifestFormatError(ValueError):
@@ -93,35 +94,30 @@ def _number(value: Any, where: str, field: str) -> float:
 
 
 def _answer(
-    raw: Mapping[str, Any],
-    loop: str,
+    answer: ReviewAnswer,
+    where: str,
     index: int,
     class_ids: Mapping[str, int],
     dropped: list[DroppedBox],
 ) -> _Answer:
     """One worker's answer; boxes with an unknown label or no area in the image go to ``dropped``."""
-    where = f"human loop {loop!r}, answer {index}"
     try:
-        result = raw["answerContent"]["annotatedResult"]
-        size = result["inputImageProperties"]
-        raw_width, raw_height = size["width"], size["height"]
-        raw_boxes = result.get("boundingBoxes") or []
-        submission_time = str(raw["submissionTime"])
-        _parse_time(submission_time)
-    except (KeyError, TypeError, ValueError) as err:
+        _parse_time(answer.submission_time)
+    except (TypeError, ValueError) as err:
         raise ManifestConversionError(f"{where}: not a bounding-box answer ({err!r})") from err
-    sizes = [_number(raw_width, where, "inputImageProperties.width")]
-    sizes.append(_number(raw_height, where, "inputImageProperties.height"))
+    sizes = [_number(answer.image_width, where, f"{answer.size_field}.width")]
+    sizes.append(_number(answer.image_height, where, f"{answer.size_field}.height"))
     if any(value != int(value) for value in sizes):
-        raise ManifestConversionError(f"{where}: image size {raw_width}x{raw_height} is not in whole pixels")
+        raise ManifestConversionError(
+            f"{where}: image size {answer.image_width}x{answer.image_height} is not in whole pixels"
+        )
     width, height = (int(value) for value in sizes)
     if width <= 0 or height <= 0:
         raise ManifestConversionError(f"{where}: image size {width}x{height} is not positive")
-    if not isinstance(raw_boxes, list):
-        raise ManifestConversionError(f"{where}: boundingBoxes is not a list: {raw_boxes!r}")
+    dropped.extend(DroppedBox(index, number, label, reason) for number, label, reason in answer.problems)
     boxes: list[_Box] = []
-    for number, raw_box in enumerate(raw_boxes):
-        field = f"boundingBoxes[{number}]"
+    for number, raw_box in enumerate(answer.boxes):
+        field = answer.box_field(number)
         if not isinstance(raw_box, Mapping) or not {"left", "top", "width", "height"} <= raw_box.keys():
             raise ManifestConversionError(f"{where}: malformed box {field}: {raw_box!r}")
         left, top, box_width, box_height = (
@@ -141,7 +137,7 @@ def _answer(
             dropped.append(DroppedBox(index, number, label, reason))
             continue
         boxes.append(_Box(class_ids[label], *clipped))
-    return _Answer(boxes, width, height, submission_time)
+    return _Answer(boxes, width, height, answer.submission_time)
 
 
 def _consolidate(answers: Sequence[_Answer]) -> list[tuple[_Box, int]]:
@@ -181,28 +177,10 @@ def _consolidate(answers: Sequence[_Answer]) -> list[tuple[_Box, int]]:
     return kept
 
 
-def convert_a2i_output(
-    output: Mapping[str, Any],
-    class_names: Sequence[str],
-    attribute_name: str = DEFAULT_ATTRIBUTE_NAME,
-    image_size: Callable[[str], tuple[int, int] | None] | None = None,
-) -> Conversion:
-    """Turn one A2I output document (``output.json``) into one augmented-manifest line.
+def a2i_review(output: Mapping[str, Any]) -> ReviewedImage:
+    """The A2I adapter: one output document (``output.json``) as a backend-neutral reviewed image.
 
-    Each worker's boxes are clipped to the image; a box with an unknown label, no size or no area in
-    the image is left out and reported in :attr:`Conversion.dropped_boxes` (the worker's other boxes
-    and the other workers' answers still count). Several workers are consolidated by majority.
-
-    :param output: the parsed A2I output: ``humanLoopName``, ``inputContent.taskObject``, ``humanAnswers``.
-    :param class_names: class names in id order (the labels the workers chose from).
-    :param attribute_name: the label attribute name; the metadata goes under ``<name>-metadata``.
-    :param image_size: gives the ``(width, height)`` an image (``source-ref``) had when it was
-        predicted, or ``None`` when it was not; every worker must have seen that size. Without it,
-        the workers must agree with the first answer's size.
-    :returns: the line (``None`` when no box is left to train on: a line with empty annotations breaks
-        the built-in algorithm's training) and the dropped boxes.
-    :raises ManifestConversionError: naming the human loop and what is wrong (a malformed or
-        non-finite value names its field; a size that differs names both sizes).
+    :raises ManifestConversionError: naming the human loop and what is wrong with the document.
     """
     if not isinstance(output, Mapping):
         raise ManifestConversionError(f"A2I output must be a JSON object, got {type(output).__name__}")
@@ -218,28 +196,147 @@ def convert_a2i_output(
     source_ref = input_content.get("taskObject") if isinstance(input_content, Mapping) else None
     if not isinstance(source_ref, str) or not source_ref.startswith("s3://"):
         raise ManifestConversionError(f"human loop {loop!r}: inputContent.taskObject is not an S3 URI")
+    raw_answers = output.get("humanAnswers") or []
+    if not isinstance(raw_answers, list):
+        raise ManifestConversionError(f"human loop {loop!r}: humanAnswers is not a list")
+    answers = []
+    for index, raw in enumerate(raw_answers):
+        try:
+            result = raw["answerContent"]["annotatedResult"]
+            size = result["inputImageProperties"]
+            raw_boxes = result.get("boundingBoxes") or []
+            answer = ReviewAnswer(
+                image_width=size["width"],
+                image_height=size["height"],
+                boxes=tuple(raw_boxes) if isinstance(raw_boxes, list) else raw_boxes,
+                submission_time=str(raw["submissionTime"]),
+                box_fields=tuple(f"boundingBoxes[{n}]" for n in range(len(raw_boxes))),
+                size_field="inputImageProperties",
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ManifestConversionError(
+                f"human loop {loop!r}, answer {index}: not a bounding-box answer ({err!r})"
+            ) from err
+        if not isinstance(raw_boxes, list):
+            raise ManifestConversionError(
+                f"human loop {loop!r}, answer {index}: boundingBoxes is not a list: {raw_boxes!r}"
+            )
+        answers.append(answer)
+    return ReviewedImage("human loop", loop, source_ref, tuple(answers), f"a2i/{loop}")
+
+
+def label_studio_review(task: Mapping[str, Any]) -> ReviewedImage:
+    """The Label Studio adapter: one task with its annotations as a backend-neutral reviewed image.
+
+    Each submitted annotation is one worker's answer (skipped ones are not answers); each
+    ``rectanglelabels`` result is one box in percent of ``original_width``/``original_height``,
+    turned into pixels. A rotated box is reported as dropped (the manifest has axis-aligned boxes).
+    The task's ``data`` carries ``name``, ``source``, ``width`` and ``height`` (set at import).
+
+    :raises ManifestConversionError: naming the task and what is wrong with it.
+    """
+    data = task.get("data") if isinstance(task, Mapping) else None
+    if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
+        raise ManifestConversionError(f"Label Studio task {task.get('id')!r} has no review name in its data")
+    name = data["name"]
+    source_ref = data.get("source")
+    if not isinstance(source_ref, str) or not source_ref.startswith("s3://"):
+        raise ManifestConversionError(f"Label Studio task {name!r}: data.source is not an S3 URI")
+    answers = []
+    for index, annotation in enumerate(
+        a for a in task.get("annotations") or () if not a.get("was_cancelled")
+    ):
+        results = [r for r in annotation.get("result") or () if r.get("type") == "rectanglelabels"]
+        width = results[0].get("original_width") if results else data.get("width")
+        height = results[0].get("original_height") if results else data.get("height")
+        boxes: list[Any] = []
+        problems: list[tuple[int, Any, str]] = []
+        for number, result in enumerate(results):
+            value = result.get("value") or {}
+            labels = value.get("rectanglelabels") or [None]
+            if (result.get("original_width"), result.get("original_height")) != (width, height):
+                raise ManifestConversionError(
+                    f"Label Studio task {name!r}, answer {index}: result[{number}] is on a "
+                    f"{result.get('original_width')}x{result.get('original_height')} image, "
+                    f"not {width}x{height}"
+                )
+            if value.get("rotation"):
+                problems.append((len(boxes), labels[0], f"rotated by {value['rotation']:g} degrees"))
+                continue
+            try:
+                boxes.append(
+                    {
+                        "label": labels[0],
+                        "left": value["x"] * width / 100,
+                        "top": value["y"] * height / 100,
+                        "width": value["width"] * width / 100,
+                        "height": value["height"] * height / 100,
+                    }
+                )
+            except (KeyError, TypeError) as err:
+                raise ManifestConversionError(
+                    f"Label Studio task {name!r}, answer {index}: result[{number}] is not a box ({err!r})"
+                ) from err
+        answers.append(
+            ReviewAnswer(
+                image_width=width,
+                image_height=height,
+                boxes=tuple(boxes),
+                submission_time=str(annotation.get("updated_at") or annotation.get("created_at")),
+                box_fields=tuple(f"result[{n}]" for n in range(len(boxes))),
+                size_field="original",
+                problems=tuple(problems),
+            )
+        )
+    return ReviewedImage("Label Studio task", name, source_ref, tuple(answers), f"label-studio/{name}")
+
+
+def convert_review(
+    review: ReviewedImage,
+    class_names: Sequence[str],
+    attribute_name: str = DEFAULT_ATTRIBUTE_NAME,
+    image_size: Callable[[str], tuple[int, int] | None] | None = None,
+) -> Conversion:
+    """Turn one reviewed image, from any backend, into one augmented-manifest line.
+
+    Each worker's boxes are clipped to the image; a box with an unknown label, no size or no area in
+    the image is left out and reported in :attr:`Conversion.dropped_boxes` (the worker's other boxes
+    and the other workers' answers still count). Several workers are consolidated by majority.
+
+    :param review: the image and its workers' answers (see :func:`a2i_review`, :func:`label_studio_review`).
+    :param class_names: class names in id order (the labels the workers chose from).
+    :param attribute_name: the label attribute name; the metadata goes under ``<name>-metadata``.
+    :param image_size: gives the ``(width, height)`` an image (``source-ref``) had when it was
+        predicted, or ``None`` when it was not; every worker must have seen that size. Without it,
+        the workers must agree with the first answer's size.
+    :returns: the line (``None`` when no box is left to train on: a line with empty annotations breaks
+        the built-in algorithm's training) and the dropped boxes.
+    :raises ManifestConversionError: naming the review and what is wrong (a malformed or
+        non-finite value names its field; a size that differs names both sizes).
+    """
+    kind, name, source_ref = review.kind, review.name, review.source_ref
     expected = None
     if image_size is not None:
         expected = image_size(source_ref)
         if expected is None:
             raise ManifestConversionError(
-                f"human loop {loop!r}: {source_ref} is not among the day's predicted images, "
+                f"{kind} {name!r}: {source_ref} is not among the day's predicted images, "
                 "so the size its reviewers saw cannot be checked"
             )
-    raw_answers = output.get("humanAnswers") or []
-    if not isinstance(raw_answers, list):
-        raise ManifestConversionError(f"human loop {loop!r}: humanAnswers is not a list")
-    class_ids = {name: class_id for class_id, name in enumerate(class_names)}
+    class_ids = {class_name: class_id for class_id, class_name in enumerate(class_names)}
     dropped: list[DroppedBox] = []
-    answers = [_answer(raw, loop, index, class_ids, dropped) for index, raw in enumerate(raw_answers)]
+    answers = [
+        _answer(raw, f"{kind} {name!r}, answer {index}", index, class_ids, dropped)
+        for index, raw in enumerate(review.answers)
+    ]
     if answers:
         expected = expected or (answers[0].image_width, answers[0].image_height)
         for index, answer in enumerate(answers):
             if (answer.image_width, answer.image_height) != expected:
                 raise ManifestConversionError(
-                    f"human loop {loop!r}, answer {index}: the reviewer saw a "
+                    f"{kind} {name!r}, answer {index}: the reviewer saw a "
                     f"{answer.image_width}x{answer.image_height} image, but {source_ref} is "
-                    f"{expected[0]}x{expected[1]}; the loop's boxes are not used"
+                    f"{expected[0]}x{expected[1]}; the {kind.rsplit(' ', 1)[-1]}'s boxes are not used"
                 )
     consolidated = _consolidate(answers) if answers else []
     if not consolidated:
@@ -262,7 +359,7 @@ def convert_a2i_output(
             "image_size": [{"width": answers[0].image_width, "height": answers[0].image_height, "depth": 3}],
         },
         f"{attribute_name}-metadata": {
-            "job-name": f"a2i/{loop}",
+            "job-name": review.job_name,
             "class-map": class_map(class_names),
             "human-annotated": "yes",
             "objects": [
@@ -274,6 +371,20 @@ def convert_a2i_output(
         },
     }
     return Conversion(source_ref, line, tuple(dropped))
+
+
+def convert_a2i_output(
+    output: Mapping[str, Any],
+    class_names: Sequence[str],
+    attribute_name: str = DEFAULT_ATTRIBUTE_NAME,
+    image_size: Callable[[str], tuple[int, int] | None] | None = None,
+) -> Conversion:
+    """Turn one A2I output document (``output.json``) into one augmented-manifest line:
+    :func:`convert_review` of :func:`a2i_review`.
+
+    :raises ManifestConversionError: naming the human loop and what is wrong.
+    """
+    return convert_review(a2i_review(output), class_names, attribute_name, image_size)
 
 
 def a2i_output_to_manifest_line(

@@ -1,12 +1,20 @@
-"""Progress of a run's human loops, from ``ListHumanLoops`` summaries."""
+"""The review step, whichever backend reviews: what is asked, how far it got, what came back.
+
+A review request is an image, the class list and the model's pixel boxes; a review's progress is
+the status count of a run's reviews; a reviewer's answer is pixel boxes per worker. A2I and Label
+Studio are adapters onto these (``manifest.py`` turns answers into manifest lines, once for both).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+from active_learning.detections import Detection, to_pixel_boxes
+
+REVIEW_BACKENDS = ("a2i", "label_studio")
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 
 
@@ -21,16 +29,32 @@ class ReviewProgress:
     @classmethod
     def from_summaries(cls, summaries: Iterable[Mapping[str, Any]], names: Set[str]) -> ReviewProgress:
         """Count the summaries of the run's own loops (``names``); other loops in the listing do not count."""
+        return cls.from_statuses(
+            (
+                (
+                    summary.get("HumanLoopName", ""),
+                    summary.get("HumanLoopStatus", "Unknown"),
+                    summary.get("FailureReason"),
+                )
+                for summary in summaries
+            ),
+            names,
+        )
+
+    @classmethod
+    def from_statuses(
+        cls, statuses: Iterable[tuple[str, str, str | None]], names: Set[str]
+    ) -> ReviewProgress:
+        """Count ``(name, status, failure reason)`` of the run's own reviews (``names``), in A2I's
+        status words (InProgress, Completed, Failed, Stopped); other reviews do not count."""
         counts: Counter[str] = Counter()
         failures: dict[str, str] = {}
-        for summary in summaries:
-            name = summary.get("HumanLoopName", "")
+        for name, status, reason in statuses:
             if name not in names:
                 continue
-            status = summary.get("HumanLoopStatus", "Unknown")
             counts[status] += 1
             if status in ("Failed", "Stopped"):
-                failures[name] = summary.get("FailureReason") or status
+                failures[name] = reason or status
         return cls(len(names), dict(counts), failures)
 
     @property
@@ -70,3 +94,83 @@ class ReviewProgress:
 def loop_names(records: Iterable[Mapping[str, Any]]) -> frozenset[str]:
     """The names of a run's loops, from the lines of its ``human-loops.jsonl``."""
     return frozenset(record["name"] for record in records)
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    """One image to review: where it is, its size, the class list and the model's pixel boxes.
+
+    :param name: the review's deterministic name (run day + image URI), its identity in the backend.
+    :param boxes: ``{label, left, top, width, height}`` pixel boxes, the model's most confident first.
+    """
+
+    name: str
+    source: str
+    width: int
+    height: int
+    class_names: tuple[str, ...]
+    boxes: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def from_prediction(
+        cls,
+        name: str,
+        record: Mapping[str, Any],
+        class_names: Sequence[str],
+        min_score: float,
+        max_boxes: int,
+    ) -> ReviewRequest:
+        """The request for one line of ``predictions.jsonl``: boxes scoring below ``min_score`` and
+        beyond the ``max_boxes`` first are not shown."""
+        detections = [Detection.from_list(row) for row in record["detections"]][:max_boxes]
+        boxes = to_pixel_boxes(detections, record["width"], record["height"], class_names, min_score)
+        return cls(
+            name, record["source"], record["width"], record["height"], tuple(class_names), tuple(boxes)
+        )
+
+
+@dataclass(frozen=True)
+class ReviewAnswer:
+    """One worker's answer: pixel boxes ``{label, left, top, width, height}`` on the image as they saw it.
+
+    Values are as the backend gave them; ``manifest.convert_review`` validates them.
+
+    :param box_fields: how each box is named in the backend's document (for error messages).
+    :param problems: boxes the adapter could already not use, as ``(index, label, reason)``.
+    """
+
+    image_width: Any
+    image_height: Any
+    boxes: tuple[Any, ...]
+    submission_time: str
+    box_fields: tuple[str, ...] = ()
+    size_field: str = "image size"
+    problems: tuple[tuple[int, Any, str], ...] = ()
+
+    def box_field(self, index: int) -> str:
+        return self.box_fields[index] if index < len(self.box_fields) else f"boxes[{index}]"
+
+
+@dataclass(frozen=True)
+class ReviewedImage:
+    """What came back for one review: the image and every worker's answer.
+
+    :param kind: what the backend calls a review (``human loop``, ``Label Studio task``), for messages.
+    :param job_name: the manifest metadata's ``job-name`` (``a2i/<loop>``, ``label-studio/<task>``).
+    """
+
+    kind: str
+    name: str
+    source_ref: str
+    answers: tuple[ReviewAnswer, ...]
+    job_name: str
+
+
+def label_studio_status(task: Mapping[str, Any], required_answers: int) -> tuple[str, str | None]:
+    """A Label Studio task's status in the review words: ``Stopped`` when marked at a timeout,
+    ``Completed`` with ``required_answers`` submitted (not skipped) annotations, else ``InProgress``."""
+    stopped = (task.get("meta") or {}).get("stopped")
+    if stopped:
+        return "Stopped", str(stopped)
+    submitted = int(task.get("total_annotations") or 0) - int(task.get("cancelled_annotations") or 0)
+    return ("Completed" if submitted >= required_answers else "InProgress"), None

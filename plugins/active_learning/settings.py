@@ -20,6 +20,7 @@ from typing import Any
 from active_learning.classes import VOC_CLASSES, ClassListError, validate_class_names
 from active_learning.manifest import DEFAULT_ATTRIBUTE_NAME
 from active_learning.naming import A2I_NAME_PATTERN, SAGEMAKER_NAME_PATTERN
+from active_learning.reviews import REVIEW_BACKENDS
 from active_learning.selection import BOX_UNCERTAINTY, STRATEGIES
 
 BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -184,6 +185,11 @@ class LoopSettings:
         "e.g. a shared validation manifest or initial model",
     )
     require_approval: bool = setting(False, description="ask a person before updating the endpoint")
+    review_backend: str = setting(
+        "a2i",
+        description="who reviews: a2i (Amazon A2I, existing A2I customers) or label_studio (a "
+        "self-hosted Label Studio, the Airflow connection label_studio_default)",
+    )
 
     def __post_init__(self) -> None:
         for setting_field in fields(self):
@@ -228,6 +234,11 @@ class LoopSettings:
         )
         for name in ("initial_model_data_url", "validation_manifest_uri"):
             self._check_object_inside(name)
+        self._check(
+            self.review_backend in REVIEW_BACKENDS,
+            "review_backend",
+            f"must be one of {', '.join(REVIEW_BACKENDS)}",
+        )
 
     def _check(self, ok: bool, name: str, problem: str) -> None:
         if not ok:

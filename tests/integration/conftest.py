@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from emulator.a2i import ReviewerConfig
+from emulator.label_studio import LabelStudioServer
 from emulator.server import Emulator, EmulatorConfig
 from tests.aws_contract import plugin_environment, read_calls
 
@@ -105,3 +106,13 @@ def end_to_end_day(tmp_path_factory: pytest.TempPathFactory) -> EndToEndDay:
         check=False,
     )
     return EndToEndDay(result.returncode, result.stdout + result.stderr, output, read_calls(call_log))
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
+    """A real Label Studio (``.venv-label-studio``) on a free 127.0.0.1 port, with an admin and a
+    personal access token; stopped at the end, and nothing of it may be left running."""
+    server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"))
+    with server:
+        yield server
+    assert not server.leftovers(), server.leftovers()

@@ -13,11 +13,13 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from active_learning.concurrency import bounded_map
 from active_learning.detections import Detection, to_pixel_boxes
 from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.hooks.models import ModelLineageHook
 from active_learning.hooks.retries import client_config
 from active_learning.hooks.s3_lines import iter_json_lines, iter_keys, put_json_lines
 from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import human_loop_arn, human_loop_name, human_loop_prefix
 from active_learning.operators.base import LoopOperatorMixin
+from active_learning.review_backends.label_studio import LabelStudioConnectionMixin
 from active_learning.settings import LoopSettings
 
 MAX_INPUT_CONTENT_CHARS = 3_145_728
@@ -25,7 +27,7 @@ MAX_INPUT_CONTENT_CHARS = 3_145_728
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]):
+class StartHumanLoopsOperator(LabelStudioConnectionMixin, LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]):
     """Start a human loop for each image ``predictions.jsonl`` routes to review.
 
     InputContent is ``{"taskObject", "labels", "initialValue": [pixel boxes]}``. Loop names derive
@@ -36,9 +38,13 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
     twice, and keeps those whose images are no longer routed, so that every paid review is harvested.
     Throttling is retried by botocore. Writes ``runs/<day>/human-loops.jsonl``, every loop of the day.
 
+    When the run's ``review_backend`` is ``label_studio``, imports one Label Studio task per routed
+    image instead (the model's boxes as a prediction of the serving model; tasks already imported for
+    the day are adopted by name) and records them in the same file.
+
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the day to process, ``YYYY-MM-DD``.
-    :param flow_definition_arn: the flow definition the loops run under.
+    :param flow_definition_arn: the flow definition the loops run under (unused with Label Studio).
     :param concurrency: ``StartHumanLoop`` calls in flight at most.
     :param initial_box_min_score: model boxes scoring below this are not shown to reviewers.
     :param max_initial_boxes: at most this many model boxes are shown (the highest scoring).
@@ -84,6 +90,15 @@ class StartHumanLoopsOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
+        if settings.review_backend == "label_studio":
+            serving = ModelLineageHook(**self._hook_parameters).serving_model(settings.endpoint_name)
+            return self.label_studio(settings).start(
+                day,
+                self._predictions(settings, day),
+                serving.model_name if serving else "none",
+                self.initial_box_min_score,
+                self.max_initial_boxes,
+            )
         task_start = datetime.now(UTC)
         self.persist_link(
             FlowDefinitionLink, context, flow_definition_name=self.flow_definition_arn.rsplit("/", 1)[-1]

@@ -16,15 +16,19 @@ from active_learning.links.console import FlowDefinitionLink
 from active_learning.naming import flow_definition_name, task_ui_name
 from active_learning.operators.base import LoopOperatorMixin
 from active_learning.operators.waiting import WaitOrDeferMixin
+from active_learning.review_backends.label_studio import LabelStudioConnectionMixin
 from active_learning.triggers.human_workflow import FlowDefinitionActiveTrigger
 
 DEFAULT_TEMPLATE = Path(__file__).parents[3] / "include" / "templates" / "bounding-box.liquid.html"
 
 
 class CreateHumanReviewWorkflowOperator(
-    WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[HumanWorkflowHook]
+    LabelStudioConnectionMixin, WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[HumanWorkflowHook]
 ):
     """Make sure the worker task UI and the flow definition exist and the flow definition is Active.
+
+    When the run's ``review_backend`` is ``label_studio``, makes sure the Label Studio project
+    exists instead (connection ``label_studio_conn_id``).
 
     Names come from a hash of the template and of the flow definition's settings, so a retry adopts
     what the first try created and a changed setting makes a new flow definition (they are immutable).
@@ -64,8 +68,10 @@ class CreateHumanReviewWorkflowOperator(
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
 
-    def execute(self, context: Any) -> dict[str, str]:
+    def execute(self, context: Any) -> dict[str, Any]:
         settings = self.loop_settings
+        if settings.review_backend == "label_studio":
+            return self.label_studio(settings).set_up()
         template = Path(self.template_path).read_text(encoding="utf-8")
         ui_name = task_ui_name(settings.resource_prefix, template)
         ui_arn = self.hook.ensure_task_ui(ui_name, template)

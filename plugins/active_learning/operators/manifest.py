@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -14,14 +14,18 @@ from airflow.providers.common.compat.sdk import AirflowException
 from active_learning.assets import record_asset_events
 from active_learning.concurrency import bounded_map
 from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.hooks.label_studio import LabelStudioHook
 from active_learning.hooks.retries import client_config
 from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_json_lines
 from active_learning.manifest import ManifestConversionError, convert_a2i_output
 from active_learning.operators.base import LoopOperatorMixin
+from active_learning.review_backends.label_studio import LabelStudioConnectionMixin, harvest
 from active_learning.settings import split_s3_uri
 
 
-class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]):
+class AugmentedManifestOperator(
+    LabelStudioConnectionMixin, LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHook]
+):
     """Convert each completed loop's A2I output into a manifest line; write ``runs/<day>/augmented.manifest``.
 
     Outputs are read concurrently and lines written as they come. Every loop gets a line in
@@ -30,7 +34,8 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
     Boxes left out (unknown label, no area in the image) are listed in the line's ``dropped_boxes``.
     A loop is an error when its output lies outside ``a2i-output/``, its image outside the loop's
     bucket and prefix, or when its reviewers saw another image size than ``runs/<day>/predictions.jsonl``
-    records.
+    records. When the run's ``review_backend`` is ``label_studio``, the day's recorded tasks are read
+    from Label Studio (100 per call) and converted by the same core, into the same files.
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the day to process, ``YYYY-MM-DD``.
@@ -94,12 +99,29 @@ class AugmentedManifestOperator(LoopOperatorMixin, AwsBaseOperator[A2IRuntimeHoo
         loops = iter_json_lines(
             self.s3, settings.bucket, settings.run_key(day, "human-loops.jsonl"), missing_ok=True
         )
+        if settings.review_backend == "label_studio":
+            records = list(loops)
+            projects = {record["project_id"] for record in records if record.get("project_id") is not None}
+            results: Iterator[dict[str, Any]] = (
+                result
+                for project_id in sorted(projects)
+                for result in harvest(
+                    LabelStudioHook(self.label_studio_conn_id),
+                    settings,
+                    project_id,
+                    day.isoformat(),
+                    [record for record in records if record.get("project_id") == project_id],
+                    predicted_size,
+                )
+            )
+        else:
+            results = (result for _, result in bounded_map(convert, loops, self.concurrency))
         outcomes: Counter[str] = Counter()
         dropped_boxes = 0
         manifest = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "augmented.manifest"))
         report = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "manifest-report.jsonl"))
         with manifest, report:
-            for _, result in bounded_map(convert, loops, self.concurrency):
+            for result in results:
                 outcomes[result["outcome"]] += 1
                 dropped_boxes += len(result.get("dropped_boxes", ()))
                 line = result.pop("line", None)

@@ -15,15 +15,24 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from active_learning.hooks.a2i import A2IRuntimeHook
+from active_learning.hooks.label_studio import LabelStudioHook
 from active_learning.hooks.s3_lines import iter_json_lines
 from active_learning.operators.base import RetryLoggingMixin, as_mapping
 from active_learning.operators.waiting import trigger_connection
+from active_learning.review_backends.label_studio import (
+    LabelStudioConnectionMixin,
+    day_progress,
+    stop_open_tasks,
+)
 from active_learning.reviews import ReviewProgress, loop_names
 from active_learning.settings import split_s3_uri
 from active_learning.triggers.human_loops import HumanLoopTrigger
+from active_learning.triggers.label_studio import LabelStudioReviewTrigger
+
+LABEL_STUDIO_KEYS = {"loops", "human_loops_uri", "label_studio_project_id", "day", "required_answers"}
 
 
-class HumanLoopSensor(RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
+class HumanLoopSensor(LabelStudioConnectionMixin, RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
     """Wait until a run's human loops are terminal (Completed, Failed, Stopped), or enough completed.
 
     One check pages ``ListHumanLoops`` over the run's window (FlowDefinitionArn, CreationTimeAfter,
@@ -32,6 +41,11 @@ class HumanLoopSensor(RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
     Failed and stopped loops are reported with their reasons in the log and the returned progress.
     At a timeout the loops still open are stopped first (with either ``on_timeout``), so that
     nobody works on them for nothing; the answers already given are harvested downstream.
+
+    When the start task reviewed on Label Studio (its result has ``review_backend: label_studio``),
+    one check pages the project's tasks of the run day instead (``ceil(N / 100)`` calls plus one
+    token exchange), a task is complete with ``task_count`` submitted annotations, and at a timeout
+    the open tasks are taken out of the labeling stream and marked stopped.
 
     :param human_loops: what ``StartHumanLoopsOperator`` returned (flow definition ARN, the
         ``human-loops.jsonl`` URI, creation-time window, number of loops).
@@ -71,7 +85,12 @@ class HumanLoopSensor(RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
     def loops(self) -> Mapping[str, Any]:
         """The start task's result; a JSON string (from a Jinja template) is decoded."""
         loops = as_mapping(self.human_loops, "human_loops")
-        missing = {"loops", "human_loops_uri", "created_after", "flow_definition_arn"} - set(loops)
+        required = (
+            LABEL_STUDIO_KEYS
+            if loops.get("review_backend") == "label_studio"
+            else {"loops", "human_loops_uri", "created_after", "flow_definition_arn"}
+        )
+        missing = required - set(loops)
         if missing:
             raise AirflowException(f"human_loops lacks {sorted(missing)}: pass the start task's output")
         return loops
@@ -90,7 +109,25 @@ class HumanLoopSensor(RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
         bucket, key = split_s3_uri(self.loops["human_loops_uri"])
         return loop_names(iter_json_lines(self.s3, bucket, key))
 
+    @property
+    def on_label_studio(self) -> bool:
+        return self.loops.get("review_backend") == "label_studio"
+
+    def label_studio_args(self) -> tuple[LabelStudioHook, int, str, frozenset[str], int]:
+        loops = self.loops
+        return (
+            LabelStudioHook(self.label_studio_conn_id),  # a fresh access token for each check
+            int(loops["label_studio_project_id"]),
+            str(loops["day"]),
+            self.own_loop_names,
+            int(loops["required_answers"]),
+        )
+
     def check(self) -> ReviewProgress:
+        if self.on_label_studio:
+            progress = day_progress(*self.label_studio_args())
+            self.log.info("Label Studio tasks: %s", progress.describe())
+            return progress
         progress = ReviewProgress.from_summaries(self.summaries(), self.own_loop_names)
         self.log.info("Human loops: %s", progress.describe())
         return progress
@@ -104,6 +141,21 @@ class HumanLoopSensor(RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
         if int(loops["loops"]) == 0:
             self.log.info("No human loop was started for this run: nothing to wait for")
             return self._report(ReviewProgress(0), False)
+        if self.deferrable and self.on_label_studio:
+            self.defer(
+                trigger=LabelStudioReviewTrigger(
+                    label_studio_conn_id=self.label_studio_conn_id,
+                    project_id=int(loops["label_studio_project_id"]),
+                    day=str(loops["day"]),
+                    human_loops_uri=loops["human_loops_uri"],
+                    required_answers=int(loops["required_answers"]),
+                    min_completed_fraction=self.min_completed_fraction,
+                    deadline=(datetime.now(UTC) + timedelta(seconds=self.timeout)).isoformat(),
+                    poll_interval=self.poke_interval,
+                    **trigger_connection(self),
+                ),
+                method_name="execute_complete",
+            )
         if self.deferrable:
             deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
             self.defer(
@@ -146,6 +198,10 @@ class HumanLoopSensor(RetryLoggingMixin, AwsBaseSensor[A2IRuntimeHook]):
         """Stop the run's loops still InProgress (one more paged listing, one call per open loop)."""
         if not self.stop_open_loops:
             return 0
+        if self.on_label_studio:
+            stopped = stop_open_tasks(*self.label_studio_args())
+            self.log.warning("Stopped %d Label Studio tasks still open at the timeout", stopped)
+            return stopped
         open_loops = [
             summary["HumanLoopName"]
             for summary in self.summaries()
