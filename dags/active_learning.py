@@ -104,7 +104,9 @@ with DAG(
         waiter_delay=WAITER_DELAY,
         multiple_outputs=True,  # start_human_loops pulls the flow definition ARN by key
     )
-    batch_predict = BatchPredictOperator(task_id="batch_predict", settings=SETTINGS, day=DAY)
+    batch_predict = BatchPredictOperator(
+        task_id="batch_predict", settings=SETTINGS, day=DAY, deferrable=True, waiter_delay=WAITER_DELAY
+    )
     start_human_loops = StartHumanLoopsOperator(
         task_id="start_human_loops",
         settings=SETTINGS,

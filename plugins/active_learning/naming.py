@@ -107,6 +107,11 @@ def training_job_name(prefix: str, run_date: date | str, base_model: str) -> str
     return sagemaker_name(prefix, _day(run_date), stable_hash(base_model, length=8))
 
 
+def transform_job_name(prefix: str, run_date: date | str, model: str) -> str:
+    """One Batch Transform job per run day and serving model: a retry or rerun re-attaches to it."""
+    return sagemaker_name(prefix, "bt", _day(run_date), stable_hash(model, length=8))
+
+
 def model_name(prefix: str, model_data_uri: str) -> str:
     """A SageMaker model per artifact."""
     return sagemaker_name(prefix, "model", stable_hash(model_data_uri))

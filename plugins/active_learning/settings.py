@@ -27,6 +27,7 @@ BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 WORKTEAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/.{1,200}$")
 MAX_TASK_AVAILABILITY_SECONDS = 864_000
+PREDICT_MODES = ("realtime", "batch_transform", "auto")
 ENVIRONMENT_PREFIX = "AL_"
 # JSON-schema bound keywords a field may carry in its metadata, with the check and how it reads.
 BOUNDS: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
@@ -169,6 +170,19 @@ class LoopSettings:
         exclusiveMaximum=1,
     )
     inference_instance_type: str = setting("ml.m4.xlarge", description="endpoint instance type")
+    predict_mode: str = setting(
+        "realtime",
+        description="how batch_predict predicts: " + ", ".join(PREDICT_MODES) + " (auto: batch_transform "
+        "from transform_min_images objects a day)",
+    )
+    transform_min_images: int = setting(
+        5000, description="predict_mode=auto uses Batch Transform from this many objects a day", minimum=1
+    )
+    transform_instance_type: str = setting("ml.m4.xlarge", description="Batch Transform instance type")
+    transform_instance_count: int = setting(1, description="Batch Transform instances", minimum=1)
+    transform_max_concurrent: int = setting(
+        4, description="Batch Transform requests in flight per instance", minimum=1
+    )
     training_instance_type: str = setting("ml.p3.2xlarge", description="training instance type")
     map_tolerance: float = setting(
         0.0, description="accept a new model at most this much worse in validation mAP", minimum=0
@@ -222,6 +236,9 @@ class LoopSettings:
         except ClassListError as err:
             raise SettingsError(str(err)) from err
         self._check(bool(self.label_attribute.strip()), "label_attribute", "must not be empty")
+        self._check(
+            self.predict_mode in PREDICT_MODES, "predict_mode", "must be one of " + ", ".join(PREDICT_MODES)
+        )
         self._check(
             self.selection_strategy in STRATEGIES,
             "selection_strategy",

@@ -7,24 +7,31 @@ import json
 import struct
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, conf
 from botocore.exceptions import ClientError
 from PIL import Image, UnidentifiedImageError
 
 from active_learning.concurrency import bounded_map
 from active_learning.detections import PredictionParseError, parse_prediction, top_score
 from active_learning.hooks.errors import error_code, error_message
+from active_learning.hooks.models import ModelLineageHook
 from active_learning.hooks.retries import client_config
 from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_objects, labelled_lines
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
+from active_learning.naming import transform_job_name
 from active_learning.operators.base import LoopOperatorMixin
+from active_learning.operators.waiting import WaitOrDeferMixin
 from active_learning.routing import Decision, RoutingPolicy
 from active_learning.selection import CLASS_BALANCE, SelectionStrategy, label_counts
+from active_learning.settings import LoopSettings
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time inference
@@ -103,7 +110,7 @@ def _decision(record: dict[str, Any]) -> Decision:
     return Decision(record["review"], record["reason"], record["top_score"])
 
 
-class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHook]):
+class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHook]):
     """Predict the day's images and decide which go to human review.
 
     Lists ``incoming/<day>/``, invokes the endpoint for each image with at most ``concurrency``
@@ -123,16 +130,170 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
     template_fields: Sequence[str] = aws_template_fields("settings", "day")
 
     def __init__(
-        self, *, settings: Mapping[str, Any] | str, day: str, concurrency: int = 8, **kwargs: Any
+        self,
+        *,
+        settings: Mapping[str, Any] | str,
+        day: str,
+        concurrency: int = 8,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 1440,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("botocore_config", client_config(concurrency))
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day
         self.concurrency = concurrency
+        self.deferrable = deferrable
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
+        if self._mode(settings, day) == "batch_transform":
+            return self._by_transform(settings, day)
+        runtime = self.hook
+        runtime.get_conn()  # create the client once, before the worker threads share it
+
+        def invoke(data: bytes, image_format: str) -> bytes:
+            try:
+                return runtime.invoke_endpoint(settings.endpoint_name, data, CONTENT_TYPES[image_format])
+            except ClientError as err:
+                if error_code(err) != "ModelError":
+                    raise  # endpoint missing, access denied, retries exhausted: the run must fail
+                raise Quarantined(f"the model rejected the image: {error_message(err)}") from err
+
+        return self._route_day(settings, day, lambda key, data, image_format: invoke(data, image_format))
+
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, job_name: str = ""
+    ) -> dict[str, Any]:
+        validate_execute_complete_event(event)  # any status: the job's own status decides below
+        settings, day = self.loop_settings, self.run_day
+        return self._transform_result(settings, day, job_name)
+
+    def _mode(self, settings: LoopSettings, day: date) -> str:
+        """``realtime`` or ``batch_transform``; ``auto`` counts the day's objects (listing pages only)."""
+        if settings.predict_mode != "auto":
+            return settings.predict_mode
+        count = sum(
+            1 for _ in iter_objects(self.s3.get_conn(), settings.bucket, settings.incoming_prefix(day))
+        )
+        mode = "batch_transform" if count >= settings.transform_min_images else "realtime"
+        self.log.info(
+            "%d objects in the day, transform_min_images=%d: %s", count, settings.transform_min_images, mode
+        )
+        return mode
+
+    # Batch Transform -------------------------------------------------------------------------------
+    def _by_transform(self, settings: LoopSettings, day: date) -> dict[str, Any]:
+        """Start the day's transform job (or find it again), wait, then route its output."""
+        lineage = ModelLineageHook(**self._hook_parameters)
+        serving = lineage.serving_model(settings.endpoint_name)
+        if serving is None:
+            raise AirflowException(f"Endpoint {settings.endpoint_name} does not exist: deploy a model first")
+        name = transform_job_name(settings.resource_prefix, day, serving.model_name)
+        if lineage.describe_or_none("describe_transform_job", TransformJobName=name) is None:
+            incoming = settings.incoming_prefix(day)
+            inputs = [
+                key[len(incoming) :]
+                for key, size in iter_objects(self.s3.get_conn(), settings.bucket, incoming)
+                if size <= MAX_PAYLOAD_BYTES  # the rest is quarantined from the listing, as in real time
+            ]
+            if not inputs:
+                return self._transform_result(settings, day, name)
+            manifest_key = settings.run_key(day, "transform-input.manifest")
+            manifest = [{"prefix": f"s3://{settings.bucket}/{incoming}"}, *inputs]
+            self.s3.load_string(json.dumps(manifest), manifest_key, settings.bucket, replace=True)
+            lineage.conn.create_transform_job(
+                **self._transform_request(settings, day, name, serving.model_name, manifest_key)
+            )
+            self.log.info("Started transform job %s on %d objects", name, len(inputs))
+        else:
+            self.log.info("Transform job %s exists: re-attaching", name)
+        err = self.wait_or_defer(
+            SageMakerTrigger,
+            {"job_name": name, "job_type": "transform"},
+            "transform_job_completed_or_stopped",
+            {"TransformJobName": name},
+            resume={"job_name": name},
+            waiter_hook=lineage,
+        )
+        if err is not None:
+            self.log.warning("Transform job %s: %s", name, err)
+        return self._transform_result(settings, day, name)
+
+    @staticmethod
+    def _transform_request(
+        settings: LoopSettings, day: date, name: str, model_name: str, manifest_key: str
+    ) -> dict[str, Any]:
+        """One record per image (SingleRecord, no split), the built-in algorithm's image content type."""
+        return {
+            "TransformJobName": name,
+            "ModelName": model_name,
+            "MaxConcurrentTransforms": settings.transform_max_concurrent,
+            "MaxPayloadInMB": MAX_PAYLOAD_BYTES // 2**20,
+            "BatchStrategy": "SingleRecord",
+            "TransformInput": {
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "ManifestFile",
+                        "S3Uri": f"s3://{settings.bucket}/{manifest_key}",
+                    }
+                },
+                "ContentType": "application/x-image",
+                "SplitType": "None",
+                "CompressionType": "None",
+            },
+            "TransformOutput": {
+                "S3OutputPath": settings.uri("runs", day.isoformat(), "transform", name) + "/",
+                "Accept": "application/json",
+                "AssembleWith": "None",
+            },
+            "TransformResources": {
+                "InstanceType": settings.transform_instance_type,
+                "InstanceCount": settings.transform_instance_count,
+            },
+        }
+
+    def _transform_result(self, settings: LoopSettings, day: date, name: str) -> dict[str, Any]:
+        """Route the day from the transform job's ``.out`` files; inputs without one are quarantined."""
+        lineage = ModelLineageHook(**self._hook_parameters)
+        job = lineage.describe_or_none("describe_transform_job", TransformJobName=name)
+        if job is not None and job["TransformJobStatus"] in ("InProgress", "Stopping"):
+            raise AirflowException(f"Transform job {name} is still {job['TransformJobStatus']}")
+        status = job["TransformJobStatus"] if job else "not started"
+        reason = (job or {}).get("FailureReason") or status
+        s3 = self.s3.get_conn()
+        output = settings.key("runs", day.isoformat(), "transform", name) + "/"
+        incoming = settings.incoming_prefix(day)
+
+        def read_output(key: str, data: bytes, image_format: str) -> bytes:
+            try:
+                body = s3.get_object(Bucket=settings.bucket, Key=f"{output}{key[len(incoming) :]}.out")[
+                    "Body"
+                ]
+            except ClientError as err:
+                if error_code(err) not in ("NoSuchKey", "404"):
+                    raise
+                raise Quarantined(
+                    f"the transform job {name} did not process it ({status}: {reason})"
+                ) from err
+            return body.read()
+
+        result = self._route_day(settings, day, read_output)
+        if job is not None and result["predicted"] == 0 and result["images"] > 0 and status != "Completed":
+            # nothing came out: the job, not the images (capacity, role, model), so the run must fail
+            raise AirflowException(f"Transform job {name} is {status} and wrote no output: {reason}")
+        return {**result, "transform_job_name": name, "transform_job_status": status}
+
+    # Both modes ------------------------------------------------------------------------------------
+    def _route_day(
+        self, settings: LoopSettings, day: date, detect: Callable[[str, bytes, str], bytes]
+    ) -> dict[str, Any]:
+        """Read and check every object of the day, get its prediction from ``detect(key, data,
+        format)`` (the endpoint, or a transform job's output), route the whole day, write the files."""
         selection = SelectionStrategy(settings.selection_strategy, settings.random_share)
         policy = RoutingPolicy(settings.threshold, settings.max_reviews, settings.audit_fraction, selection)
         counts: Mapping[int, int] = {}
@@ -143,8 +304,6 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
             )
             self.log.info("Labelled boxes per class so far: %s", dict(sorted(counts.items())))
         s3 = self.s3.get_conn()
-        runtime = self.hook
-        runtime.get_conn()  # create the client once, before the worker threads share it
 
         def predict(listed: tuple[str, int]) -> dict[str, Any]:
             key, size = listed
@@ -158,12 +317,7 @@ class BatchPredictOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
                 if data is None:
                     raise Quarantined(f"object is over {MAX_PAYLOAD_BYTES} bytes{too_large}")
                 image_format, width, height = image_properties(data)
-                try:
-                    body = runtime.invoke_endpoint(settings.endpoint_name, data, CONTENT_TYPES[image_format])
-                except ClientError as err:
-                    if error_code(err) != "ModelError":
-                        raise  # endpoint missing, access denied, retries exhausted: the run must fail
-                    raise Quarantined(f"the model rejected the image: {error_message(err)}") from err
+                body = detect(key, data, image_format)
                 try:
                     detections = parse_prediction(body)
                 except PredictionParseError as err:

@@ -40,10 +40,12 @@ class WaitOrDeferMixin:
         waiter_name: str,
         waiter_kwargs: dict[str, Any],
         resume: dict[str, Any] | None = None,
+        waiter_hook: Any = None,
     ) -> WaiterError | None:
         """Defer to ``trigger_class`` (resuming in ``execute_complete`` with ``resume`` as keywords), or
         wait with the hook's waiter ``waiter_name``.
 
+        :param waiter_hook: the hook whose client has the waiter, when it is not the task's own.
         :return: the waiter's error when it gave up (the caller decides what that means), else ``None``.
         """
         if self.deferrable:
@@ -58,7 +60,7 @@ class WaitOrDeferMixin:
                 kwargs=resume or None,
             )
         try:
-            self.hook.get_waiter(waiter_name).wait(
+            (waiter_hook or self.hook).get_waiter(waiter_name).wait(
                 **waiter_kwargs,
                 WaiterConfig={"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts},
             )

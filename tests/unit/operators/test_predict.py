@@ -10,13 +10,18 @@ import time
 import warnings
 import zlib
 from typing import Any
+from unittest.mock import MagicMock
 
+import boto3
 import pytest
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.common.compat.sdk import TaskDeferred
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from PIL import Image
 
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
+from active_learning.naming import transform_job_name
 from active_learning.operators import predict as predict_module
 from active_learning.operators.predict import (
     MAX_IMAGE_PIXELS,
@@ -28,9 +33,13 @@ from active_learning.operators.predict import (
 )
 from active_learning.settings import SettingsError
 from tests.unit.operators.conftest import (
+    BUCKET,
+    DAY,
     INCOMING,
     PREFIX,
+    REGION,
     RUNS,
+    SETTINGS,
     FakeEndpoint,
     client_error,
     exists,
@@ -571,3 +580,70 @@ def test_class_balance_counts_the_labels_of_the_days_before_not_the_days_own(
     assert balanced == {source("class-0.jpg"): False, source("class-1.jpg"): True}
     assert seed_rule == {source("class-0.jpg"): True, source("class-1.jpg"): False}
     assert all(set(line) == PREDICTION_FIELDS for line in read_lines(s3, PREDICTIONS))  # no rank written
+
+
+# batch_transform mode (moto: the endpoint and a transform job that finishes at once) ----------------
+
+
+def _serve_on_moto() -> str:
+    """An endpoint serving a model, on moto; returns the model name."""
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_model(
+        ModelName="served-model",
+        ExecutionRoleArn=SETTINGS["role_arn"],
+        PrimaryContainer={"Image": "od:1", "ModelDataUrl": f"s3://{BUCKET}/models/model.tar.gz"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="served-config",
+        ProductionVariants=[
+            {
+                "VariantName": "All",
+                "ModelName": "served-model",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m4.xlarge",
+            }
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName=SETTINGS["endpoint_name"], EndpointConfigName="served-config")
+    return "served-model"
+
+
+def test_batch_transform_starts_one_job_on_the_listed_images_and_defers_to_its_trigger(s3: Any) -> None:
+    model = _serve_on_moto()
+    put_image(s3, "a.jpg", "JPEG", 64, 48)
+    s3.put_object(Bucket=BUCKET, Key=f"{INCOMING}huge.jpg", Body=bytes(MAX_PAYLOAD_BYTES + 1))
+    operator = BatchPredictOperator(
+        task_id="predict", deferrable=True, waiter_delay=7, **operator_kwargs(predict_mode="batch_transform")
+    )
+
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"ti": MagicMock()})
+
+    name = transform_job_name("active-learning", DAY, model)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SageMakerTrigger)
+    assert (trigger.job_type, trigger.job_name, trigger.serialize()[1]["waiter_delay"]) == (
+        "transform",
+        name,
+        7,
+    )
+    assert deferred.value.kwargs == {"job_name": name}
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{RUNS}transform-input.manifest")["Body"].read())
+    assert manifest == [{"prefix": f"s3://{BUCKET}/{INCOMING}"}, "a.jpg"]  # the oversize one is not sent
+
+    # moto finishes the job at once and writes nothing: every image is quarantined with the reason
+    result = operator.execute_complete({}, {"status": "success", "job_name": name}, job_name=name)
+
+    assert (result["images"], result["predicted"], result["quarantined"]) == (2, 0, 2)
+    reasons = {line["source"].rsplit("/", 1)[-1]: line["reason"] for line in read_lines(s3, QUARANTINE)}
+    assert reasons["a.jpg"] == f"the transform job {name} did not process it (Completed: Completed)"
+    assert "bytes; InvokeEndpoint accepts at most 6 MB" in reasons["huge.jpg"]
+
+
+@pytest.mark.parametrize(("count", "mode"), [(2, "batch_transform"), (1, "realtime")])
+def test_auto_mode_chooses_by_the_days_object_count(s3: Any, count: int, mode: str) -> None:
+    for index in range(count):
+        put_image(s3, f"{index}.jpg", "JPEG", 32, 32)
+    operator = make_operator(predict_mode="auto", transform_min_images=2)
+
+    assert operator._mode(operator.loop_settings, operator.run_day) == mode
