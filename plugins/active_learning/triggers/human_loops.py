@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from active_learning.hooks.a2i import A2IRuntimeHook, list_human_loops_request
-from active_learning.manifest import read_manifest
-from active_learning.reviews import ReviewProgress, loop_names
-from active_learning.settings import split_s3_uri
+from active_learning.reviews import ReviewProgress
+from active_learning.triggers.review_wait import error_event, progress_events, read_own_loop_names
 
 
 class HumanLoopTrigger(BaseTrigger):
@@ -90,12 +87,7 @@ class HumanLoopTrigger(BaseTrigger):
 
     async def own_loop_names(self) -> frozenset[str]:
         """The run's loops, read once from its ``human-loops.jsonl``."""
-        bucket, key = split_s3_uri(self.human_loops_uri)
-        async with await S3Hook(**self._connection()).get_async_conn() as s3:
-            response = await s3.get_object(Bucket=bucket, Key=key)
-            async with response["Body"] as body:
-                data = await body.read()
-        return loop_names(read_manifest(data.decode("utf-8").splitlines()))
+        return await read_own_loop_names(self.human_loops_uri, self._connection())
 
     async def progress(self, client: Any, names: frozenset[str]) -> ReviewProgress:
         """One check: every page of the run's creation-time window of the flow definition's loops."""
@@ -111,19 +103,21 @@ class HumanLoopTrigger(BaseTrigger):
         return ReviewProgress.from_summaries(summaries, names)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        deadline = datetime.fromisoformat(self.deadline)
         try:
             names = await self.own_loop_names()
             async with await self.hook().get_async_conn() as client:
-                while True:
-                    progress = await self.progress(client, names)
-                    self.log.info("Human loops: %s", progress.describe())
-                    if progress.is_done(self.min_completed_fraction):
-                        yield TriggerEvent({"status": "success", "progress": progress.to_dict()})
-                        return
-                    if datetime.now(UTC) >= deadline:
-                        yield TriggerEvent({"status": "timeout", "progress": progress.to_dict()})
-                        return
-                    await asyncio.sleep(self.poll_interval)
+
+                async def check() -> ReviewProgress:
+                    return await self.progress(client, names)
+
+                async for event in progress_events(
+                    check,
+                    self.min_completed_fraction,
+                    self.deadline,
+                    self.poll_interval,
+                    self.log,
+                    "Human loops",
+                ):
+                    yield event
         except Exception as err:  # reported to the task, which fails with the message
-            yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+            yield error_event(err)

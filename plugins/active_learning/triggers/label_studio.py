@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from active_learning.hooks.label_studio import LabelStudioHook
-from active_learning.manifest import read_manifest
 from active_learning.review_backends.label_studio import day_progress
-from active_learning.reviews import ReviewProgress, loop_names
-from active_learning.settings import split_s3_uri
+from active_learning.reviews import ReviewProgress
+from active_learning.triggers.review_wait import error_event, progress_events, read_own_loop_names
 
 
 class LabelStudioReviewTrigger(BaseTrigger):
@@ -85,18 +82,13 @@ class LabelStudioReviewTrigger(BaseTrigger):
 
     async def own_names(self) -> frozenset[str]:
         """The run's tasks, read once from its ``human-loops.jsonl``."""
-        bucket, key = split_s3_uri(self.human_loops_uri)
-        s3 = S3Hook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
-        async with await s3.get_async_conn() as client:
-            response = await client.get_object(Bucket=bucket, Key=key)
-            async with response["Body"] as body:
-                data = await body.read()
-        return loop_names(read_manifest(data.decode("utf-8").splitlines()))
+        connection = {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
+        return await read_own_loop_names(self.human_loops_uri, connection)
 
     def check(self, names: frozenset[str]) -> tuple[ReviewProgress, int]:
         """One check with a fresh hook (a fresh access token); returns the progress and the calls made."""
@@ -105,19 +97,23 @@ class LabelStudioReviewTrigger(BaseTrigger):
         return progress, hook.calls
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        deadline = datetime.fromisoformat(self.deadline)
         try:
             names = await self.own_names()
-            while True:
+
+            async def check() -> ReviewProgress:
                 # the hook is synchronous (requests): in a thread, so the triggerer's loop is not blocked
                 progress, calls = await asyncio.to_thread(self.check, names)
-                self.log.info("Label Studio tasks: %s (%d API calls)", progress.describe(), calls)
-                if progress.is_done(self.min_completed_fraction):
-                    yield TriggerEvent({"status": "success", "progress": progress.to_dict()})
-                    return
-                if datetime.now(UTC) >= deadline:
-                    yield TriggerEvent({"status": "timeout", "progress": progress.to_dict()})
-                    return
-                await asyncio.sleep(self.poll_interval)
+                self.log.info("Label Studio API calls for this check: %d", calls)
+                return progress
+
+            async for event in progress_events(
+                check,
+                self.min_completed_fraction,
+                self.deadline,
+                self.poll_interval,
+                self.log,
+                "Label Studio tasks",
+            ):
+                yield event
         except Exception as err:  # reported to the task, which fails with the message
-            yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+            yield error_event(err)

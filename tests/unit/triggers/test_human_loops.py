@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.a2i import A2IRuntimeHook
-from active_learning.triggers import human_loops as trigger_module
+from active_learning.triggers import review_wait
 from active_learning.triggers.human_loops import HumanLoopTrigger
 
 FLOW_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/active-learning-fd-0123456789ab"
@@ -117,7 +117,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         recorded.append(delay)
         return await real_sleep(0)
 
-    monkeypatch.setattr(trigger_module.asyncio, "sleep", sleep)
+    monkeypatch.setattr(review_wait.asyncio, "sleep", sleep)
     return recorded
 
 
