@@ -9,6 +9,7 @@ table per day. Everything is kept under the output folder (default ``demo-output
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -190,12 +191,14 @@ def day_row(
         .splitlines()
     ]
     jobs = [job for job in emulator.sagemaker.training_jobs.values() if day.strftime("%Y%m%d") in job.name]
+    transforms = [job for job in emulator.transforms.jobs.values() if day.strftime("%Y%m%d") in job.name]
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     model_url = emulator.model_data_url("us-east-1", config["ProductionVariants"][0]["ModelName"])
     return {
         "day": day.isoformat(),
         "images": images,
+        "predicted_by": ", ".join(f"{job.name} ({job.status})" for job in transforms) or "endpoint",
         "routed": sum(record["review"] for record in predictions),
         "loops_completed": reviewed
         if reviewed is not None
@@ -245,6 +248,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 11, 23))
     parser.add_argument("--review-backend", choices=("a2i", "label_studio"), default="a2i")
     parser.add_argument(
+        "--predict-mode",
+        choices=("realtime", "batch_transform", "auto"),
+        default="realtime",
+        help="how batch_predict predicts: the endpoint, or a Batch Transform job a day",
+    )
+    parser.add_argument(
+        "--runs-per-day",
+        type=int,
+        default=1,
+        help="run each day this many times: a rerun of a finished day must add no review, job or line",
+    )
+    parser.add_argument(
         "--label-studio-reviewer",
         choices=("script", "person"),
         default="script",
@@ -266,11 +281,13 @@ def main(argv: list[str] | None = None) -> None:
         initial_map = round(held_out_map(weak, held_out), 3)
         print(f"initial model trained on 4 scenes: held-out mAP {initial_map}", flush=True)
         env = airflow_env(home, emulator.url, world.classes)
+        env["AL_PREDICT_MODE"] = args.predict_mode
         run([AIRFLOW, "db", "migrate"], env, log)
         rows: list[dict[str, Any]] = [
             {
                 "day": "initial",
                 "images": "-",
+                "predicted_by": "-",
                 "routed": "-",
                 "loops_completed": "-",
                 "manifest_lines": "-",
@@ -283,8 +300,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if args.review_backend == "label_studio":
                 label_studio, annotator = start_label_studio(args, emulator, env)
-            for day in days:
-                print(f"running active_learning for {day} ...", flush=True)
+            for day, run_number in itertools.product(days, range(1, args.runs_per_day + 1)):
+                again = f" (run {run_number} of {args.runs_per_day})" if args.runs_per_day > 1 else ""
+                print(f"running active_learning for {day}{again} ...", flush=True)
                 run([AIRFLOW, "dags", "test", "active_learning", logical_date(day)], env, log)
                 reviewed = annotator.answered[day.isoformat()] if annotator is not None else None
                 rows.append(day_row(emulator, day, args.images_per_day, held_out, reviewed))

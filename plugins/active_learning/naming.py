@@ -107,9 +107,18 @@ def training_job_name(prefix: str, run_date: date | str, base_model: str) -> str
     return sagemaker_name(prefix, _day(run_date), stable_hash(base_model, length=8))
 
 
-def transform_job_name(prefix: str, run_date: date | str, model: str) -> str:
-    """One Batch Transform job per run day and serving model: a retry or rerun re-attaches to it."""
-    return sagemaker_name(prefix, "bt", _day(run_date), stable_hash(model, length=8))
+def transform_job_name(prefix: str, run_date: date | str) -> str:
+    """One Batch Transform job per run day (the first attempt's name): a retry or rerun re-attaches
+    to it, whatever model serves by then."""
+    return sagemaker_name(prefix, "bt", _day(run_date))
+
+
+MAX_ATTEMPTS_PER_DAY = 3  # training or transform jobs started for one day at most
+
+
+def attempt_name(base: str, attempt: int) -> str:
+    """The name of a day's ``attempt``-th job (1: ``base``; then ``<base>-r2``, ``<base>-r3``)."""
+    return base if attempt == 1 else f"{base[: MAX_NAME_LENGTH - 3]}-r{attempt}"
 
 
 def model_name(prefix: str, model_data_uri: str) -> str:

@@ -26,7 +26,7 @@ from active_learning.hooks.models import ModelLineageHook
 from active_learning.hooks.retries import client_config
 from active_learning.hooks.s3_lines import S3JsonLinesWriter, iter_objects, labelled_lines
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
-from active_learning.naming import transform_job_name
+from active_learning.naming import MAX_ATTEMPTS_PER_DAY, attempt_name, transform_job_name
 from active_learning.operators.base import LoopOperatorMixin
 from active_learning.operators.waiting import WaitOrDeferMixin
 from active_learning.routing import Decision, RoutingPolicy
@@ -106,6 +106,11 @@ def read_bounded(body: Any, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
+def transform_output_prefix(settings: LoopSettings, day: date, name: str) -> str:
+    """Where the transform job ``name`` writes its ``.out`` files."""
+    return settings.key("runs", day.isoformat(), "transform", name) + "/"
+
+
 def _decision(record: dict[str, Any]) -> Decision:
     return Decision(record["review"], record["reason"], record["top_score"])
 
@@ -166,12 +171,11 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
 
         return self._route_day(settings, day, lambda key, data, image_format: invoke(data, image_format))
 
-    def execute_complete(
-        self, context: Any, event: dict[str, Any] | None = None, job_name: str = ""
-    ) -> dict[str, Any]:
-        validate_execute_complete_event(event)  # any status: the job's own status decides below
-        settings, day = self.loop_settings, self.run_day
-        return self._transform_result(settings, day, job_name)
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        # any status: the job's own status decides below. The job's name comes from the event, not
+        # from the deferral's kwargs, which ``airflow dags test`` does not pass on.
+        validated = validate_execute_complete_event(event)
+        return self._transform_result(self.loop_settings, self.run_day, validated["job_name"])
 
     def _mode(self, settings: LoopSettings, day: date) -> str:
         """``realtime`` or ``batch_transform``; ``auto`` counts the day's objects (listing pages only)."""
@@ -190,11 +194,13 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
     def _by_transform(self, settings: LoopSettings, day: date) -> dict[str, Any]:
         """Start the day's transform job (or find it again), wait, then route its output."""
         lineage = ModelLineageHook(**self._hook_parameters)
-        serving = lineage.serving_model(settings.endpoint_name)
-        if serving is None:
-            raise AirflowException(f"Endpoint {settings.endpoint_name} does not exist: deploy a model first")
-        name = transform_job_name(settings.resource_prefix, day, serving.model_name)
-        if lineage.describe_or_none("describe_transform_job", TransformJobName=name) is None:
+        name, job = self._day_transform_job(lineage, settings, day)
+        if job is None:
+            serving = lineage.serving_model(settings.endpoint_name)
+            if serving is None:
+                raise AirflowException(
+                    f"Endpoint {settings.endpoint_name} does not exist: deploy a model first"
+                )
             incoming = settings.incoming_prefix(day)
             inputs = [
                 key[len(incoming) :]
@@ -209,20 +215,52 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             lineage.conn.create_transform_job(
                 **self._transform_request(settings, day, name, serving.model_name, manifest_key)
             )
-            self.log.info("Started transform job %s on %d objects", name, len(inputs))
+            self.log.info(
+                "Started transform job %s of model %s on %d objects", name, serving.model_name, len(inputs)
+            )
         else:
-            self.log.info("Transform job %s exists: re-attaching", name)
+            self.log.info("Transform job %s is %s: re-attaching", name, job["TransformJobStatus"])
         err = self.wait_or_defer(
             SageMakerTrigger,
             {"job_name": name, "job_type": "transform"},
             "transform_job_completed_or_stopped",
             {"TransformJobName": name},
-            resume={"job_name": name},
             waiter_hook=lineage,
         )
         if err is not None:
             self.log.warning("Transform job %s: %s", name, err)
         return self._transform_result(settings, day, name)
+
+    def _day_transform_job(
+        self, lineage: ModelLineageHook, settings: LoopSettings, day: date
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The day's job to re-attach to (its name and description), or the name to start it under.
+
+        A job that ran, even one that failed on some records, is the day's prediction: its output is
+        read and the records it did not process are quarantined. Only a job stopped by hand, or one
+        that failed with no output at all (capacity, role, model), is followed by a new attempt.
+        """
+        base = transform_job_name(settings.resource_prefix, day)
+        for attempt in range(1, MAX_ATTEMPTS_PER_DAY + 1):
+            name = attempt_name(base, attempt)
+            job = lineage.describe_or_none("describe_transform_job", TransformJobName=name)
+            if job is None:
+                return name, None
+            status = job["TransformJobStatus"]
+            if status not in ("Failed", "Stopped") or (
+                status == "Failed" and self._has_output(settings, day, name)
+            ):
+                return name, job
+            self.log.warning(
+                "Transform job %s is %s with no output to read: %s", name, status, job.get("FailureReason")
+            )
+        raise AirflowException(f"{MAX_ATTEMPTS_PER_DAY} transform jobs of this day failed; see {base}*")
+
+    def _has_output(self, settings: LoopSettings, day: date, name: str) -> bool:
+        listing = self.s3.get_conn().list_objects_v2(
+            Bucket=settings.bucket, Prefix=transform_output_prefix(settings, day, name), MaxKeys=1
+        )
+        return listing.get("KeyCount", 0) > 0
 
     @staticmethod
     def _transform_request(
@@ -247,7 +285,7 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
                 "CompressionType": "None",
             },
             "TransformOutput": {
-                "S3OutputPath": settings.uri("runs", day.isoformat(), "transform", name) + "/",
+                "S3OutputPath": f"s3://{settings.bucket}/{transform_output_prefix(settings, day, name)}",
                 "Accept": "application/json",
                 "AssembleWith": "None",
             },
@@ -266,8 +304,9 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
         status = job["TransformJobStatus"] if job else "not started"
         reason = (job or {}).get("FailureReason") or status
         s3 = self.s3.get_conn()
-        output = settings.key("runs", day.isoformat(), "transform", name) + "/"
+        output = transform_output_prefix(settings, day, name)
         incoming = settings.incoming_prefix(day)
+        unprocessed: list[str] = []  # images that passed the checks here but have no .out
 
         def read_output(key: str, data: bytes, image_format: str) -> bytes:
             try:
@@ -277,14 +316,16 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             except ClientError as err:
                 if error_code(err) not in ("NoSuchKey", "404"):
                     raise
+                unprocessed.append(key)
                 raise Quarantined(
                     f"the transform job {name} did not process it ({status}: {reason})"
                 ) from err
             return body.read()
 
         result = self._route_day(settings, day, read_output)
-        if job is not None and result["predicted"] == 0 and result["images"] > 0 and status != "Completed":
-            # nothing came out: the job, not the images (capacity, role, model), so the run must fail
+        if job is not None and result["predicted"] == 0 and unprocessed and status != "Completed":
+            # usable images and nothing came out: the job (capacity, role, model), so the run must fail;
+            # a rerun starts the next attempt
             raise AirflowException(f"Transform job {name} is {status} and wrote no output: {reason}")
         return {**result, "transform_job_name": name, "transform_job_status": status}
 

@@ -15,7 +15,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipExc
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
 from active_learning.hooks.s3_lines import S3JsonLinesWriter, labelled_lines
 from active_learning.links.console import TrainingJobLink
-from active_learning.naming import training_job_name
+from active_learning.naming import MAX_ATTEMPTS_PER_DAY, attempt_name, training_job_name
 from active_learning.operators.base import LoopOperatorMixin
 from active_learning.operators.waiting import WaitOrDeferMixin
 from active_learning.settings import LoopSettings, split_s3_uri
@@ -27,8 +27,6 @@ from active_learning.training_data import (
     hyperparameters,
     in_validation_hold_out,
 )
-
-MAX_ATTEMPTS_PER_DAY = 3
 
 
 class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
@@ -120,7 +118,7 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
         """The day's job to attach to or start: the first attempt that did not fail or stop, and
         whose model no endpoint update rolled back (clearing the day then trains a new attempt)."""
         for attempt in range(1, MAX_ATTEMPTS_PER_DAY + 1):
-            name = base if attempt == 1 else f"{base[: 63 - 3]}-r{attempt}"
+            name = attempt_name(base, attempt)
             job = self.hook.describe_or_none("describe_training_job", TrainingJobName=name)
             if job is None:
                 return name

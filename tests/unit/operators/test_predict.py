@@ -15,11 +15,13 @@ from unittest.mock import MagicMock
 import boto3
 import pytest
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
+from botocore.stub import Stubber
 from PIL import Image
 
+from active_learning.hooks.models import ModelLineageHook
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
 from active_learning.naming import transform_job_name
 from active_learning.operators import predict as predict_module
@@ -619,7 +621,7 @@ def test_batch_transform_starts_one_job_on_the_listed_images_and_defers_to_its_t
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute({"ti": MagicMock()})
 
-    name = transform_job_name("active-learning", DAY, model)
+    name = transform_job_name("active-learning", DAY)
     trigger = deferred.value.trigger
     assert isinstance(trigger, SageMakerTrigger)
     assert (trigger.job_type, trigger.job_name, trigger.serialize()[1]["waiter_delay"]) == (
@@ -627,17 +629,141 @@ def test_batch_transform_starts_one_job_on_the_listed_images_and_defers_to_its_t
         name,
         7,
     )
-    assert deferred.value.kwargs == {"job_name": name}
+    assert deferred.value.kwargs is None
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert sagemaker.describe_transform_job(TransformJobName=name)["ModelName"] == model  # the serving one
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{RUNS}transform-input.manifest")["Body"].read())
     assert manifest == [{"prefix": f"s3://{BUCKET}/{INCOMING}"}, "a.jpg"]  # the oversize one is not sent
 
     # moto finishes the job at once and writes nothing: every image is quarantined with the reason
-    result = operator.execute_complete({}, {"status": "success", "job_name": name}, job_name=name)
+    result = operator.execute_complete({}, {"status": "success", "job_name": name})
 
     assert (result["images"], result["predicted"], result["quarantined"]) == (2, 0, 2)
     reasons = {line["source"].rsplit("/", 1)[-1]: line["reason"] for line in read_lines(s3, QUARANTINE)}
     assert reasons["a.jpg"] == f"the transform job {name} did not process it (Completed: Completed)"
     assert "bytes; InvokeEndpoint accepts at most 6 MB" in reasons["huge.jpg"]
+
+
+def test_a_rerun_after_the_endpoint_changed_model_re_attaches_to_the_days_transform_job(s3: Any) -> None:
+    """The day's job is the day's prediction: a rerun after the day's update (a new model serves)
+    reads it again and starts no second job."""
+    _serve_on_moto()
+    put_image(s3, "a.jpg", "JPEG", 64, 48)
+    operator_kwargs_ = operator_kwargs(predict_mode="batch_transform")
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    with pytest.raises(TaskDeferred):
+        BatchPredictOperator(task_id="predict", deferrable=True, **operator_kwargs_).execute(
+            {"ti": MagicMock()}
+        )
+    sagemaker.create_model(
+        ModelName="newer-model",
+        ExecutionRoleArn=SETTINGS["role_arn"],
+        PrimaryContainer={"Image": "od:1", "ModelDataUrl": f"s3://{BUCKET}/models/newer.tar.gz"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="newer-config",
+        ProductionVariants=[
+            {
+                "VariantName": "All",
+                "ModelName": "newer-model",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m4.xlarge",
+            }
+        ],
+    )
+    sagemaker.delete_endpoint(EndpointName=SETTINGS["endpoint_name"])  # moto has no UpdateEndpoint
+    sagemaker.create_endpoint(EndpointName=SETTINGS["endpoint_name"], EndpointConfigName="newer-config")
+
+    with pytest.raises(TaskDeferred) as deferred:
+        BatchPredictOperator(task_id="predict", deferrable=True, **operator_kwargs_).execute(
+            {"ti": MagicMock()}
+        )
+
+    name = transform_job_name("active-learning", DAY)
+    assert deferred.value.trigger.job_name == name
+    jobs = sagemaker.list_transform_jobs()["TransformJobSummaries"]
+    assert [job["TransformJobName"] for job in jobs] == [name]
+    assert sagemaker.describe_transform_job(TransformJobName=name)["ModelName"] == "served-model"
+
+
+def _ended_job(name: str, status: str) -> dict[str, Any]:
+    return {
+        "TransformJobName": name,
+        "TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{name}",
+        "TransformJobStatus": status,
+        "FailureReason": "CapacityError: no ml.m4.xlarge capacity",
+        "ModelName": "served-model",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": "s3://b/m"}}
+        },
+        "TransformResources": {"InstanceType": "ml.m4.xlarge", "InstanceCount": 1},
+        "CreationTime": time.time(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "has_output", "attached"),
+    [("Failed", False, False), ("Stopped", True, False), ("Failed", True, True), ("Completed", False, True)],
+)
+def test_only_a_transform_job_stopped_or_failed_without_output_is_followed_by_a_new_attempt(
+    s3: Any, status: str, has_output: bool, attached: bool
+) -> None:
+    """A job that failed on some records wrote the day's predictions: they are read, not redone."""
+    operator = make_operator(predict_mode="batch_transform")
+    settings, day = operator.loop_settings, operator.run_day
+    base = transform_job_name("active-learning", DAY)
+    if has_output:
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{predict_module.transform_output_prefix(settings, day, base)}a.jpg.out"
+        )
+    lineage = ModelLineageHook(aws_conn_id=None, region_name=REGION)
+    with Stubber(lineage.conn) as stub:
+        stub.add_response("describe_transform_job", _ended_job(base, status), {"TransformJobName": base})
+        if not attached:
+            stub.add_client_error(
+                "describe_transform_job",
+                "ValidationException",
+                f"Could not find job {base}-r2",
+                expected_params={"TransformJobName": f"{base}-r2"},
+            )
+        name, job = operator._day_transform_job(lineage, settings, day)
+        stub.assert_no_pending_responses()
+
+    assert (name, job is None) == ((base, False) if attached else (f"{base}-r2", True))
+
+
+def test_a_day_stops_after_three_transform_jobs_failed_without_output(s3: Any) -> None:
+    operator = make_operator(predict_mode="batch_transform")
+    base = transform_job_name("active-learning", DAY)
+    lineage = ModelLineageHook(aws_conn_id=None, region_name=REGION)
+    with Stubber(lineage.conn) as stub:
+        for name in (base, f"{base}-r2", f"{base}-r3"):
+            stub.add_response(
+                "describe_transform_job", _ended_job(name, "Failed"), {"TransformJobName": name}
+            )
+        with pytest.raises(AirflowException, match="3 transform jobs of this day failed"):
+            operator._day_transform_job(lineage, operator.loop_settings, operator.run_day)
+
+
+@pytest.mark.parametrize("usable_image", [True, False])
+def test_a_failed_transform_job_without_output_fails_the_run_only_when_an_image_was_usable(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, usable_image: bool
+) -> None:
+    """No output for a good image: the job broke (the run fails, a rerun starts the next attempt).
+    A day of non-images only: the job failed on them, as SageMaker does, and they are quarantined."""
+    if usable_image:
+        put_image(s3, "a.jpg", "JPEG", 64, 48)
+    s3.put_object(Bucket=BUCKET, Key=f"{INCOMING}notes.txt", Body=b"not an image")
+    name = transform_job_name("active-learning", DAY)
+    monkeypatch.setattr(ModelLineageHook, "describe_or_none", lambda *_, **__: _ended_job(name, "Failed"))
+    operator = make_operator(predict_mode="batch_transform")
+
+    if usable_image:
+        with pytest.raises(AirflowException, match="is Failed and wrote no output: CapacityError"):
+            operator._transform_result(operator.loop_settings, operator.run_day, name)
+    else:
+        result = operator._transform_result(operator.loop_settings, operator.run_day, name)
+        assert (result["quarantined"], result["transform_job_status"]) == (1, "Failed")
 
 
 @pytest.mark.parametrize(("count", "mode"), [(2, "batch_transform"), (1, "realtime")])
