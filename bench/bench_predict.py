@@ -7,7 +7,9 @@ the operator's own overhead, not an endpoint's or a store's CPU. All ratios come
 - throughput at concurrency 1, 8, 32 and 64, as a fraction of the limit (concurrency / latency);
 - the ratio to a sequential loop like the seed's notebook (get the image, invoke, next) on the same images;
 - memory in separate processes, without tracemalloc for the timings: peak RSS, and peak Python heap
-  (tracemalloc, another process), for N and 10 x N images, and for a day of 150 MiB non-image objects.
+  (tracemalloc, another process), for N and 10 x N images, and for a day of 150 MiB non-image objects;
+- Batch Transform against real time on the embedded local AWS for a day of 10,000 images: wall time
+  and the operator's API calls per operation (``bench_transform.py``).
 
 Prints a table and writes ``bench-output/bench.json``.
 """
@@ -28,7 +30,7 @@ from unittest.mock import MagicMock
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins")]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]  # the product, and the emulator for the transform pass
 
 SETTINGS = {
     "bucket": "bench-bucket",
@@ -40,6 +42,12 @@ SETTINGS = {
 CONCURRENCY = (1, 8, 32, 64)
 SEQUENTIAL_IMAGES = 100
 NON_IMAGES = {"count": 8, "size_mib": 150}
+# The transform pass: a day of this many images; the emulator's transform parallelism is
+# TRANSFORM_INSTANCES x TRANSFORM_CONCURRENT workers, real time keeps the DAG's 8 requests in flight.
+TRANSFORM_DAY_IMAGES = 10_000
+TRANSFORM_INSTANCES = 4
+TRANSFORM_CONCURRENT = 4
+REALTIME_CONCURRENCY = 8
 
 
 def throughput_day(concurrency: int) -> str:
@@ -156,11 +164,39 @@ def table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
 
+def transform_rows(transform: dict[str, Any]) -> list[tuple[str, str]]:
+    instances, per_instance = (
+        transform["transform_instance_count"],
+        transform["transform_max_concurrent_per_instance"],
+    )
+    setup = (
+        f"{transform['images']} images, {transform['latency_seconds'] * 1000:.0f} ms a request; real time "
+        f"{transform['realtime_concurrency']} in flight, Batch Transform {instances} instances"
+        f" x {per_instance}"
+    )
+    rows = [("Batch Transform vs real time", setup)]
+    for mode, measured in transform["modes"].items():
+        calls = ", ".join(f"{name} {count}" for name, count in measured["api_calls"].items())
+        rows.append(
+            (f"  {mode}", f"{measured['seconds']} s; {measured['api_calls_total']} API calls ({calls})")
+        )
+    rows.append(
+        ("  wall time, transform / real time", f"{transform['wall_time_ratio_transform_to_realtime']}x")
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.05, help="InvokeEndpoint round trip (seconds)")
     parser.add_argument("--images", type=int, default=1000, help="N of the memory pass (and 10 x N)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-output")
+    parser.add_argument(
+        "--transform-images",
+        type=int,
+        default=TRANSFORM_DAY_IMAGES,
+        help="the transform pass's day (0: skip)",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
@@ -194,6 +230,19 @@ def main() -> None:
     finally:
         standin.terminate()
         standin.wait()
+    transform = None
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.transform_images:
+        from bench_transform import compare_modes
+
+        transform = compare_modes(
+            args.transform_images,
+            REALTIME_CONCURRENCY,
+            TRANSFORM_INSTANCES,
+            TRANSFORM_CONCURRENT,
+            args.latency,
+            args.output,
+        )
     report = {
         "latency_seconds": args.latency,
         "throughput": throughput,
@@ -205,9 +254,9 @@ def main() -> None:
         "rss_ratio_10N_to_N": round(memory["10N"]["rss_peak_mib"] / memory["N"]["rss_peak_mib"], 3),
         "heap_ratio_10N_to_N": round(memory["10N"]["heap_peak_mib"] / memory["N"]["heap_peak_mib"], 3),
         "non_image_day": f"{NON_IMAGES['count']} objects of {NON_IMAGES['size_mib']} MiB",
+        "transform_vs_realtime": transform,
         "seconds": round(time.monotonic() - started, 1),
     }
-    args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "bench.json").write_text(json.dumps(report, indent=2))
     rows = [
         (
@@ -227,6 +276,8 @@ def main() -> None:
         rss = f"peak RSS {m['rss_peak_mib']} MiB (after imports {m['rss_before_mib']})"
         rows.append((f"memory, {label}", f"{rss}; peak heap {m['heap_peak_mib']} MiB"))
     rows.append(("10N / N", f"RSS {report['rss_ratio_10N_to_N']}x, heap {report['heap_ratio_10N_to_N']}x"))
+    if transform is not None:
+        rows += transform_rows(transform)
     print(table(rows))
     print(f"\n{report['seconds']} s; written to {args.output / 'bench.json'}")
 

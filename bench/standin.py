@@ -80,11 +80,17 @@ class StandIn:
                 if not request_line:
                     return
                 method, target, _ = request_line.decode().split(" ", 2)
-                length = 0
+                length, expect_continue = 0, False
                 while (line := await reader.readline()) not in (b"\r\n", b""):
                     name, _, value = line.decode().partition(":")
                     if name.lower() == "content-length":
                         length = int(value)
+                    elif name.lower() == "expect" and value.strip().lower() == "100-continue":
+                        expect_continue = True
+                if (
+                    expect_continue
+                ):  # as S3 does; botocore otherwise waits 1 s before sending a PutObject body
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if length:
                     await reader.readexactly(length)
                 status, content_type, body = await self.answer(method, target)

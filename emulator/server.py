@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import boto3
+from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sagemaker.models import sagemaker_backends
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -118,6 +119,8 @@ class Emulator:
                     region_name=region,
                     aws_access_key_id="emulator",
                     aws_secret_access_key="emulator",
+                    # shared by the threads of transform jobs and reviewers: one connection each
+                    config=Config(max_pool_connections=64),
                 )
             return self._clients[key]
 
