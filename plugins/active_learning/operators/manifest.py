@@ -59,11 +59,12 @@ class AugmentedManifestOperator(
         s3 = self.s3.get_conn()
         self.hook.get_conn()  # create the client once, before the worker threads share it
 
-        sizes = {
+        sizes = {  # a transform job's day has sizes for the images routed to review only
             prediction["source"]: (prediction["width"], prediction["height"])
             for prediction in iter_json_lines(
                 self.s3, settings.bucket, settings.run_key(day, "predictions.jsonl"), missing_ok=True
             )
+            if "width" in prediction
         }
 
         def predicted_size(source_ref: str) -> tuple[int, int] | None:

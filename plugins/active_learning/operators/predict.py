@@ -106,9 +106,38 @@ def read_bounded(body: Any, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
+ImageProperties = tuple[str, int, int]  # (format, width, height)
+
+
+def _too_large() -> str:
+    return f"InvokeEndpoint accepts at most 6 MB ({MAX_PAYLOAD_BYTES} bytes)"
+
+
+def check_listed_size(size: int) -> None:
+    """Quarantine an object from its listed size: one over 6 MB is never downloaded."""
+    if size > MAX_PAYLOAD_BYTES:
+        raise Quarantined(f"object is {size} bytes; {_too_large()}")
+
+
+def read_image(s3_client: Any, bucket: str, key: str) -> tuple[bytes, ImageProperties]:
+    """The image's bytes (at most 6 MB: it may have grown since it was listed) and properties.
+
+    :raises Quarantined: when it is too large or not a usable image.
+    """
+    data = read_bounded(s3_client.get_object(Bucket=bucket, Key=key)["Body"], MAX_PAYLOAD_BYTES)
+    if data is None:
+        raise Quarantined(f"object is over {MAX_PAYLOAD_BYTES} bytes; {_too_large()}")
+    return data, image_properties(data)
+
+
 def transform_output_prefix(settings: LoopSettings, day: date, name: str) -> str:
     """Where the transform job ``name`` writes its ``.out`` files."""
     return settings.key("runs", day.isoformat(), "transform", name) + "/"
+
+
+def _properties_fields(properties: ImageProperties) -> dict[str, Any]:
+    image_format, width, height = properties
+    return {"width": width, "height": height, "format": image_format}
 
 
 def _decision(record: dict[str, Any]) -> Decision:
@@ -126,9 +155,15 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
     from the header) without being decoded. Images are streamed and results spooled to a local file, so memory
     does not grow with the day's image count (the review cap keeps at most ``max_reviews`` entries).
 
+    With ``predict_mode=batch_transform`` one Batch Transform job a day predicts instead, and its
+    ``.out`` files are routed the same way; only the images routed to review are then downloaded here.
+
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the day to process, ``YYYY-MM-DD``.
-    :param concurrency: endpoint requests in flight at most.
+    :param concurrency: endpoint requests (or ``.out`` reads) in flight at most.
+    :param deferrable: wait for the transform job in the triggerer.
+    :param waiter_delay: seconds between checks of the transform job.
+    :param waiter_max_attempts: checks of the transform job before failing.
     """
 
     aws_hook_class = SageMakerRuntimeHook
@@ -160,16 +195,20 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             return self._by_transform(settings, day)
         runtime = self.hook
         runtime.get_conn()  # create the client once, before the worker threads share it
+        s3 = self.s3.get_conn()
 
-        def invoke(data: bytes, image_format: str) -> bytes:
+        def invoke(key: str, size: int) -> tuple[bytes, ImageProperties]:
+            check_listed_size(size)
+            data, properties = read_image(s3, settings.bucket, key)
             try:
-                return runtime.invoke_endpoint(settings.endpoint_name, data, CONTENT_TYPES[image_format])
+                body = runtime.invoke_endpoint(settings.endpoint_name, data, CONTENT_TYPES[properties[0]])
             except ClientError as err:
                 if error_code(err) != "ModelError":
                     raise  # endpoint missing, access denied, retries exhausted: the run must fail
                 raise Quarantined(f"the model rejected the image: {error_message(err)}") from err
+            return body, properties
 
-        return self._route_day(settings, day, lambda key, data, image_format: invoke(data, image_format))
+        return self._route_day(settings, day, invoke)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         # any status: the job's own status decides below. The job's name comes from the event, not
@@ -306,9 +345,11 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
         s3 = self.s3.get_conn()
         output = transform_output_prefix(settings, day, name)
         incoming = settings.incoming_prefix(day)
-        unprocessed: list[str] = []  # images that passed the checks here but have no .out
+        unprocessed: list[str] = []  # usable images without a .out
 
-        def read_output(key: str, data: bytes, image_format: str) -> bytes:
+        def read_output(key: str, size: int) -> tuple[bytes, None]:
+            """The image's ``.out``; its properties are read later, only if it is routed to review."""
+            check_listed_size(size)  # left out of the job's input
             try:
                 body = s3.get_object(Bucket=settings.bucket, Key=f"{output}{key[len(incoming) :]}.out")[
                     "Body"
@@ -316,11 +357,12 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             except ClientError as err:
                 if error_code(err) not in ("NoSuchKey", "404"):
                     raise
+                read_image(s3, settings.bucket, key)  # a non-image: quarantined with its own reason
                 unprocessed.append(key)
                 raise Quarantined(
                     f"the transform job {name} did not process it ({status}: {reason})"
                 ) from err
-            return body.read()
+            return body.read(), None
 
         result = self._route_day(settings, day, read_output)
         if job is not None and result["predicted"] == 0 and unprocessed and status != "Completed":
@@ -331,10 +373,18 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
 
     # Both modes ------------------------------------------------------------------------------------
     def _route_day(
-        self, settings: LoopSettings, day: date, detect: Callable[[str, bytes, str], bytes]
+        self,
+        settings: LoopSettings,
+        day: date,
+        detect: Callable[[str, int], tuple[bytes, ImageProperties | None]],
     ) -> dict[str, Any]:
-        """Read and check every object of the day, get its prediction from ``detect(key, data,
-        format)`` (the endpoint, or a transform job's output), route the whole day, write the files."""
+        """Predict every object of the day with ``detect(key, listed size)`` (the endpoint, or a
+        transform job's output), route the whole day, write the files.
+
+        ``detect`` returns the prediction's body and the image's properties, or ``None`` when it did
+        not read the image (a transform job's output): the images routed to review are then read and
+        checked here, since only they need their size (for the reviewers' boxes).
+        """
         selection = SelectionStrategy(settings.selection_strategy, settings.random_share)
         policy = RoutingPolicy(settings.threshold, settings.max_reviews, settings.audit_fraction, selection)
         counts: Mapping[int, int] = {}
@@ -349,16 +399,8 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
         def predict(listed: tuple[str, int]) -> dict[str, Any]:
             key, size = listed
             source = f"s3://{settings.bucket}/{key}"
-            too_large = f"; InvokeEndpoint accepts at most 6 MB ({MAX_PAYLOAD_BYTES} bytes)"
             try:
-                if size > MAX_PAYLOAD_BYTES:  # from the listing: never downloaded
-                    raise Quarantined(f"object is {size} bytes{too_large}")
-                # Bounded: the object may have grown since it was listed.
-                data = read_bounded(s3.get_object(Bucket=settings.bucket, Key=key)["Body"], MAX_PAYLOAD_BYTES)
-                if data is None:
-                    raise Quarantined(f"object is over {MAX_PAYLOAD_BYTES} bytes{too_large}")
-                image_format, width, height = image_properties(data)
-                body = detect(key, data, image_format)
+                body, properties = detect(key, size)
                 try:
                     detections = parse_prediction(body)
                 except PredictionParseError as err:
@@ -368,9 +410,7 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             decision = policy.with_audit(policy.decide(detections), day.isoformat(), source)
             return {
                 "source": source,
-                "width": width,
-                "height": height,
-                "format": image_format,
+                **({} if properties is None else _properties_fields(properties)),
                 "detections": [detection.to_list() for detection in detections],
                 "top_score": top_score(detections),
                 "rank": selection.rank(detections, counts),
@@ -379,6 +419,7 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             }
 
         budget = policy.budget(day.isoformat())
+        bucket_uri = f"s3://{settings.bucket}/"
         reasons: Counter[str] = Counter()
         images = reviews = 0
         objects = iter_objects(s3, settings.bucket, settings.incoming_prefix(day))
@@ -399,6 +440,14 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             for line in spool:
                 record = json.loads(line)
                 decision = budget.final(record["source"], _decision(record))
+                if decision.review and "width" not in record:
+                    try:
+                        _, properties = read_image(s3, settings.bucket, record["source"][len(bucket_uri) :])
+                    except Quarantined as err:  # its review slot stays unused: rare, the model read it
+                        self.log.warning("Quarantined %s: %s", record["source"], err)
+                        quarantine.write({"source": record["source"], "reason": str(err)})
+                        continue
+                    record = {"source": record["source"], **_properties_fields(properties), **record}
                 reasons[decision.reason] += 1
                 reviews += decision.review
                 predictions.write({**record, "review": decision.review, "reason": decision.reason})

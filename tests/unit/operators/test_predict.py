@@ -766,6 +766,45 @@ def test_a_failed_transform_job_without_output_fails_the_run_only_when_an_image_
         assert (result["quarantined"], result["transform_job_status"]) == (1, "Failed")
 
 
+def test_from_a_transform_job_only_the_images_routed_to_review_are_read(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their size is what the reviewers' boxes need; one that is not a usable image is quarantined."""
+    name = transform_job_name("active-learning", DAY)
+    operator = make_operator(predict_mode="batch_transform", threshold=0.5)
+    output = predict_module.transform_output_prefix(operator.loop_settings, operator.run_day, name)
+    answers = {"unsure.jpg": 0.3, "sure.jpg": 0.9, "broken.jpg": 0.2}
+    for image, score in answers.items():
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"{output}{image}.out",
+            Body=json.dumps({"prediction": [[0, score, 0.1, 0.1, 0.5, 0.5]]}).encode(),
+        )
+    put_image(s3, "unsure.jpg", "JPEG", 64, 48)
+    put_image(s3, "sure.jpg", "JPEG", 32, 32)
+    s3.put_object(Bucket=BUCKET, Key=f"{INCOMING}broken.jpg", Body=b"\xff\xd8 not really a JPEG")
+    monkeypatch.setattr(ModelLineageHook, "describe_or_none", lambda *_, **__: _ended_job(name, "Completed"))
+    reads: list[str] = []
+    original = predict_module.read_image
+    monkeypatch.setattr(predict_module, "read_image", lambda *args: reads.append(args[2]) or original(*args))
+
+    result = operator._transform_result(operator.loop_settings, operator.run_day, name)
+
+    assert (result["predicted"], result["quarantined"], result["to_review"]) == (2, 1, 1)
+    assert sorted(reads) == [f"{INCOMING}broken.jpg", f"{INCOMING}unsure.jpg"]  # never sure.jpg
+    lines = {line["source"].rsplit("/", 1)[-1]: line for line in read_lines(s3, PREDICTIONS)}
+    assert (lines["unsure.jpg"]["width"], lines["unsure.jpg"]["height"], lines["unsure.jpg"]["review"]) == (
+        64,
+        48,
+        True,
+    )
+    assert "width" not in lines["sure.jpg"]
+    assert not lines["sure.jpg"]["review"]
+    [quarantined] = read_lines(s3, QUARANTINE)
+    assert quarantined["source"].endswith("broken.jpg")
+    assert "not a decodable image" in quarantined["reason"]
+
+
 @pytest.mark.parametrize(("count", "mode"), [(2, "batch_transform"), (1, "realtime")])
 def test_auto_mode_chooses_by_the_days_object_count(s3: Any, count: int, mode: str) -> None:
     for index in range(count):
