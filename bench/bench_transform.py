@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from unittest.mock import MagicMock
+from unittest.mock import MagicMock, patch
 from urllib.parse import quote
 
 import boto3
@@ -127,26 +127,30 @@ def compare_modes(
     images: int, concurrency: int, instance_count: int, max_concurrent: int, latency: float, work: Path
 ) -> dict[str, Any]:
     """Wall time and the operator's API calls per operation, for each mode on the same day."""
-    os.environ[PLUGIN_ENV] = f"bench_calls={__name__}"
     process, url = start_local_aws(latency, work / "local-aws.json")
+    connection = f"aws://b:b@/?region_name=us-east-1&endpoint_url={quote(url, safe='')}"
+    environment = {
+        PLUGIN_ENV: f"bench_calls={__name__}",
+        "AIRFLOW_CONN_BENCH_LOCAL_AWS": connection,
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "b"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "b"),
+    }
     try:
-        _prepare(url, images)
-        os.environ["AIRFLOW_CONN_BENCH_LOCAL_AWS"] = (
-            f"aws://b:b@/?region_name=us-east-1&endpoint_url={quote(url, safe='')}"
-        )
-        modes: dict[str, Any] = {}
-        for mode in ("realtime", "batch_transform"):
-            CALLS.clear()
-            seconds, result = _predict(mode, concurrency, instance_count, max_concurrent)
-            calls = dict(sorted(CALLS.items()))
-            modes[mode] = {
-                "seconds": round(seconds, 1),
-                "predicted": result["predicted"],
-                "quarantined": result["quarantined"],
-                "to_review": result["to_review"],
-                "api_calls": calls,
-                "api_calls_total": sum(calls.values()),
-            }
+        with patch.dict(os.environ, environment):
+            _prepare(url, images)
+            modes: dict[str, Any] = {}
+            for mode in ("realtime", "batch_transform"):
+                CALLS.clear()
+                seconds, result = _predict(mode, concurrency, instance_count, max_concurrent)
+                calls = dict(sorted(CALLS.items()))
+                modes[mode] = {
+                    "seconds": round(seconds, 1),
+                    "predicted": result["predicted"],
+                    "quarantined": result["quarantined"],
+                    "to_review": result["to_review"],
+                    "api_calls": calls,
+                    "api_calls_total": sum(calls.values()),
+                }
     finally:
         process.terminate()
         process.wait(timeout=30)
