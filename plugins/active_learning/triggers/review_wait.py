@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from logging import Logger
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.triggers.base import TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from active_learning.manifest import read_manifest
 from active_learning.reviews import ReviewProgress, loop_names
@@ -57,3 +58,97 @@ async def progress_events(
 def error_event(err: Exception) -> TriggerEvent:
     """What a trigger sends when it cannot check: the task fails with the message."""
     return TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+
+
+Check = Callable[[], Awaitable[ReviewProgress]]
+
+
+class ReviewWaitTrigger(BaseTrigger):
+    """Base of the review backends' triggers: checks the run's loops every ``poll_interval`` seconds
+    until enough are done or the deadline passes.
+
+    Yields ``{"status": "success" | "timeout" | "error", "progress": {...}}``; a timeout is an event,
+    not an error, so the task decides whether to go on with what is complete. A subclass names its
+    own arguments in :meth:`backend_kwargs` and gives one check in :meth:`checking`.
+
+    :param human_loops_uri: the run's ``human-loops.jsonl``: only the loops named there count.
+    :param min_completed_fraction: share of completed loops that is enough.
+    :param deadline: ISO time after which a ``timeout`` event is sent.
+    :param poll_interval: seconds between checks.
+    :param aws_conn_id: the AWS connection (S3, and A2I for its backend).
+    :param region_name: its region.
+    :param verify: its TLS verification.
+    :param botocore_config: its botocore config.
+    """
+
+    what = "Reviews"  # the log's name for what is checked
+
+    def __init__(
+        self,
+        *,
+        human_loops_uri: str,
+        min_completed_fraction: float,
+        deadline: str,
+        poll_interval: float = 60,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.human_loops_uri = human_loops_uri
+        self.min_completed_fraction = min_completed_fraction
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+
+    def backend_kwargs(self) -> dict[str, Any]:
+        """The subclass's own constructor arguments, as serialized."""
+        raise NotImplementedError
+
+    def checking(self, names: frozenset[str]) -> AbstractAsyncContextManager[Check]:
+        """A context holding what the checks need (clients), giving one check of ``names``."""
+        raise NotImplementedError
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                **self.backend_kwargs(),
+                "human_loops_uri": self.human_loops_uri,
+                "min_completed_fraction": self.min_completed_fraction,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+            },
+        )
+
+    def aws_connection(self) -> dict[str, Any]:
+        """Keyword arguments of an AWS hook on the trigger's connection."""
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
+
+    async def own_loop_names(self) -> frozenset[str]:
+        """The run's loops (or tasks), read once from its ``human-loops.jsonl``."""
+        return await read_own_loop_names(self.human_loops_uri, self.aws_connection())
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            names = await self.own_loop_names()
+            async with self.checking(names) as check:
+                async for event in progress_events(
+                    check, self.min_completed_fraction, self.deadline, self.poll_interval, self.log, self.what
+                ):
+                    yield event
+        except Exception as err:  # reported to the task, which fails with the message
+            yield error_event(err)
