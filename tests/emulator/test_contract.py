@@ -9,7 +9,6 @@ tests/integration/test_dag_end_to_end.py.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from emulator.model import train
 from emulator.scenes import DEMO_CLASSES, make_scenes
 from emulator.server import Emulator, EmulatorConfig
 from tests.aws_contract import CallRecorder, output_errors
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +31,6 @@ BUCKET = "contract-bucket"
 ROLE = "arn:aws:iam::123456789012:role/Contract"
 WORKTEAM = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/contract"
 CLASSES = list(DEMO_CLASSES)
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +179,9 @@ def models_endpoints_and_training(aws: Callable[[str], Any]) -> None:
     s3.put_object(Bucket=BUCKET, Key="models/broken/model.tar.gz", Body=b"not a tarball")
     broken = deploy(sagemaker, "contract-broken", f"s3://{BUCKET}/models/broken/model.tar.gz")
     sagemaker.update_endpoint(EndpointName="contract-endpoint", EndpointConfigName=broken)
-    wait_until(lambda: "FailureReason" in sagemaker.describe_endpoint(EndpointName="contract-endpoint"))
+    wait_for(
+        lambda: "FailureReason" in sagemaker.describe_endpoint(EndpointName="contract-endpoint"), timeout=30
+    )
     sagemaker.get_waiter("endpoint_in_service").wait(
         EndpointName="contract-endpoint", WaiterConfig={"Delay": 0.2}
     )
@@ -218,11 +212,12 @@ def human_review(aws: Callable[[str], Any]) -> None:
         Tags=[{"Key": "purpose", "Value": "contract"}],
     )["FlowDefinitionArn"]
     sagemaker.describe_flow_definition(FlowDefinitionName="contract-fd")  # Initializing
-    wait_until(
+    wait_for(
         lambda: (
             sagemaker.describe_flow_definition(FlowDefinitionName="contract-fd")["FlowDefinitionStatus"]
             == "Active"
-        )
+        ),
+        timeout=30,
     )
     sagemaker.add_tags(ResourceArn=flow_arn, Tags=[{"Key": "day", "Value": "2026-11-23"}])
     sagemaker.list_tags(ResourceArn=flow_arn)
@@ -244,8 +239,12 @@ def human_review(aws: Callable[[str], Any]) -> None:
     a2i.describe_human_loop(HumanLoopName=names[0])  # InProgress
     a2i.stop_human_loop(HumanLoopName=names[2])
     a2i.describe_human_loop(HumanLoopName=names[2])  # Stopping
-    wait_until(lambda: a2i.describe_human_loop(HumanLoopName=names[0])["HumanLoopStatus"] == "Completed")
-    wait_until(lambda: a2i.describe_human_loop(HumanLoopName=names[2])["HumanLoopStatus"] == "Stopped")
+    wait_for(
+        lambda: a2i.describe_human_loop(HumanLoopName=names[0])["HumanLoopStatus"] == "Completed", timeout=30
+    )
+    wait_for(
+        lambda: a2i.describe_human_loop(HumanLoopName=names[2])["HumanLoopStatus"] == "Stopped", timeout=30
+    )
     a2i.get_paginator("list_human_loops").paginate(
         FlowDefinitionArn=flow_arn,
         CreationTimeAfter=datetime.now(UTC) - timedelta(hours=1),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,11 +141,3 @@ class ReviewStep:
 def read_lines(aws: Callable[[str], Any], day: str, name: str) -> list[dict[str, Any]]:
     body = aws("s3").get_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/{day}/{name}")["Body"].read()
     return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.2)

@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 
 from emulator.a2i import REFERENCE_METADATA
 from emulator.scenes import DEMO_CLASSES, make_scenes
-from tests.integration.conftest import BUCKET, ROLE, WORKTEAM, wait_for
+from tests.integration.conftest import BUCKET, ROLE, WORKTEAM
+from tests.support import wait_for
 
 
 def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:

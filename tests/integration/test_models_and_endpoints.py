@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 
 from emulator.model import LocalDetector, train
 from emulator.scenes import DEMO_CLASSES, make_scenes
-from tests.integration.conftest import BUCKET, ROLE, wait_for
+from tests.integration.conftest import BUCKET, ROLE
+from tests.support import wait_for
 
 CLASSES = list(DEMO_CLASSES)
 

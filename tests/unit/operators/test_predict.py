@@ -587,27 +587,30 @@ def test_class_balance_counts_the_labels_of_the_days_before_not_the_days_own(
 # batch_transform mode (moto: the endpoint and a transform job that finishes at once) ----------------
 
 
-def _serve_on_moto() -> str:
-    """An endpoint serving a model, on moto; returns the model name."""
+def _serve_on_moto(model: str = "served") -> str:
+    """The endpoint serving a model (``<model>-model``), on moto; returns the model name. moto has no
+    UpdateEndpoint: another model is served by creating the endpoint again."""
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     sagemaker.create_model(
-        ModelName="served-model",
+        ModelName=f"{model}-model",
         ExecutionRoleArn=SETTINGS["role_arn"],
-        PrimaryContainer={"Image": "od:1", "ModelDataUrl": f"s3://{BUCKET}/models/model.tar.gz"},
+        PrimaryContainer={"Image": "od:1", "ModelDataUrl": f"s3://{BUCKET}/models/{model}.tar.gz"},
     )
     sagemaker.create_endpoint_config(
-        EndpointConfigName="served-config",
+        EndpointConfigName=f"{model}-config",
         ProductionVariants=[
             {
                 "VariantName": "All",
-                "ModelName": "served-model",
+                "ModelName": f"{model}-model",
                 "InitialInstanceCount": 1,
                 "InstanceType": "ml.m4.xlarge",
             }
         ],
     )
-    sagemaker.create_endpoint(EndpointName=SETTINGS["endpoint_name"], EndpointConfigName="served-config")
-    return "served-model"
+    if any(e["EndpointName"] == SETTINGS["endpoint_name"] for e in sagemaker.list_endpoints()["Endpoints"]):
+        sagemaker.delete_endpoint(EndpointName=SETTINGS["endpoint_name"])
+    sagemaker.create_endpoint(EndpointName=SETTINGS["endpoint_name"], EndpointConfigName=f"{model}-config")
+    return f"{model}-model"
 
 
 def test_batch_transform_starts_one_job_on_the_listed_images_and_defers_to_its_trigger(s3: Any) -> None:
@@ -655,24 +658,7 @@ def test_a_rerun_after_the_endpoint_changed_model_re_attaches_to_the_days_transf
         BatchPredictOperator(task_id="predict", deferrable=True, **operator_kwargs_).execute(
             {"ti": MagicMock()}
         )
-    sagemaker.create_model(
-        ModelName="newer-model",
-        ExecutionRoleArn=SETTINGS["role_arn"],
-        PrimaryContainer={"Image": "od:1", "ModelDataUrl": f"s3://{BUCKET}/models/newer.tar.gz"},
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName="newer-config",
-        ProductionVariants=[
-            {
-                "VariantName": "All",
-                "ModelName": "newer-model",
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m4.xlarge",
-            }
-        ],
-    )
-    sagemaker.delete_endpoint(EndpointName=SETTINGS["endpoint_name"])  # moto has no UpdateEndpoint
-    sagemaker.create_endpoint(EndpointName=SETTINGS["endpoint_name"], EndpointConfigName="newer-config")
+    _serve_on_moto("newer")
 
     with pytest.raises(TaskDeferred) as deferred:
         BatchPredictOperator(task_id="predict", deferrable=True, **operator_kwargs_).execute(
