@@ -19,8 +19,15 @@ the same day as the scheduled run for that date):
 9. **update_endpoint**: blue/green update, verified; old configs and models pruned.
 10. **failed_day**: runs only when a task of the day failed, and fails the DagRun naming it.
 
-Training and the endpoint update are serialized across runs (`depends_on_past` and
-`wait_for_downstream` on training), so each model is trained from the one the previous run served.
+Days never wait for each other's reviews. Lineage stays linear by compare-and-swap: a day trains
+from the model serving when its training starts, on all labels so far, and its update happens only
+if that model still serves (else the update skips, naming both models, and the day's labels train
+with the next training): clearing or rerunning an old day never puts an older model back. Only
+train, gate and update are serialized, by an Airflow pool of one slot per endpoint
+(`active_learning__<endpoint_name>`, deferred tasks counted), which must exist:
+`airflow pools set active_learning__<endpoint_name> 1 "model updates" --include-deferred`.
+A day that fails, or whose reviews time out with `review_on_timeout=fail`, keeps its labels for
+later days but neither trains nor updates.
 Settings are the Params below (defaults from `AL_*` environment variables); see README.md.
 """
 
@@ -34,6 +41,7 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from active_learning.assets import augmented_manifest_asset, serving_model_asset
+from active_learning.naming import model_update_pool
 from active_learning.operators.base import refuse_bad_environment
 from active_learning.operators.deploy import DeployModelOperator
 from active_learning.operators.endpoint import (
@@ -54,23 +62,26 @@ from active_learning.settings import EnvironmentDefaults
 # value never breaks parsing (that would remove the whole DAG): it is recorded, the built-in default
 # stands in, and every task fails at once, without retries, naming the variable (pre_execute below).
 ENVIRONMENT = EnvironmentDefaults(os.environ)
-env, number, integer = ENVIRONMENT.text, ENVIRONMENT.number, ENVIRONMENT.integer
 # One Param per LoopSettings field: default, type, bounds and description come from the field.
 SPECS = ENVIRONMENT.param_specs()
 PARAMS = {name: Param(**spec) for name, spec in SPECS.items()}
+KNOBS = ENVIRONMENT.dag_settings()
 # What the loop produces for other DAGs to follow (the Params' defaults name the bucket and endpoint).
 MANIFEST_ASSET = augmented_manifest_asset(SPECS["bucket"].get("default"), SPECS["prefix"]["default"])
 MODEL_ASSET = serving_model_asset(SPECS["endpoint_name"]["default"])
-# How often long waits check on AWS (the demo on the local AWS uses seconds, not minutes).
-WAITER_DELAY = integer("waiter_delay_seconds", 30)
-REVIEW_POLL = number("review_poll_seconds", 300)
+# Train, gate, approval and update of every day take this pool's one slot in turn; the later steps
+# of a section outrank a new day's training for it, so that a started section finishes first.
+MODEL_UPDATE = {
+    "pool": KNOBS.model_update_pool or model_update_pool(SPECS["endpoint_name"]["default"]),
+    "weight_rule": "absolute",
+}
 SETTINGS = "{{ params | tojson }}"
-# The day that just ended; a run triggered without a logical date has no data interval: the day
-# before it ran.
-DAY = "{{ (data_interval_start | ds) if data_interval_start else macros.ds_add(dag_run.run_after | ds, -1) }}"
-REVIEW_TIMEOUT_HOURS = number("review_timeout_hours", 240)
-# Used by the review tasks when the review_backend Param is label_studio (an http connection).
-LABEL_STUDIO_CONN_ID = env("label_studio_conn_id", "label_studio_default")
+# The day that just ended; a run triggered without a logical date has no data interval (the task
+# context then lacks the key): the day before it ran.
+DAY = (
+    "{{ (data_interval_start | ds) if data_interval_start is defined and data_interval_start "
+    "else macros.ds_add(dag_run.run_after | ds, -1) }}"
+)
 
 with DAG(
     dag_id="active_learning",
@@ -80,11 +91,11 @@ with DAG(
     catchup=False,
     # runs stay active while reviewers work: room for every day of the review timeout, so that the
     # scheduler never skips a day for lack of a run slot
-    max_active_runs=math.ceil(REVIEW_TIMEOUT_HOURS / 24) + 2,
+    max_active_runs=math.ceil(KNOBS.review_timeout_hours / 24) + 2,
     default_args={
         "retries": 2,
-        "retry_delay": timedelta(seconds=number("retry_delay_seconds", 300)),
-        "aws_conn_id": env("aws_conn_id", "aws_default"),
+        "retry_delay": timedelta(seconds=KNOBS.retry_delay_seconds),
+        "aws_conn_id": KNOBS.aws_conn_id,
         "pre_execute": refuse_bad_environment(ENVIRONMENT.problems),
     },
     params=PARAMS,
@@ -94,41 +105,45 @@ with DAG(
     deploy_model = DeployModelOperator(
         task_id="deploy_model",
         settings=SETTINGS,
-        waiter_delay=WAITER_DELAY,
+        waiter_delay=KNOBS.waiter_delay_seconds,
     )
     review_workflow = CreateHumanReviewWorkflowOperator(
         task_id="create_human_review_workflow",
         settings=SETTINGS,
-        template_path=env("template_path") or DEFAULT_TEMPLATE,
-        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
-        waiter_delay=WAITER_DELAY,
+        template_path=KNOBS.template_path or DEFAULT_TEMPLATE,
+        label_studio_conn_id=KNOBS.label_studio_conn_id,
+        waiter_delay=KNOBS.waiter_delay_seconds,
         multiple_outputs=True,  # start_human_loops pulls the flow definition ARN by key
     )
     batch_predict = BatchPredictOperator(
-        task_id="batch_predict", settings=SETTINGS, day=DAY, deferrable=True, waiter_delay=WAITER_DELAY
+        task_id="batch_predict",
+        settings=SETTINGS,
+        day=DAY,
+        deferrable=True,
+        waiter_delay=KNOBS.waiter_delay_seconds,
     )
     start_human_loops = StartHumanLoopsOperator(
         task_id="start_human_loops",
         settings=SETTINGS,
         day=DAY,
         flow_definition_arn=review_workflow.output["flow_definition_arn"],
-        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
+        label_studio_conn_id=KNOBS.label_studio_conn_id,
     )
     wait_for_human_loops = HumanLoopSensor(
         task_id="wait_for_human_loops",
         human_loops=start_human_loops.output,
-        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
-        min_completed_fraction=number("min_completed_fraction", 1.0),
-        on_timeout=env("review_on_timeout", "continue"),  # type: ignore[arg-type]  # the sensor checks it
-        timeout=timedelta(hours=REVIEW_TIMEOUT_HOURS).total_seconds(),
-        poke_interval=REVIEW_POLL,
+        label_studio_conn_id=KNOBS.label_studio_conn_id,
+        min_completed_fraction=KNOBS.min_completed_fraction,
+        on_timeout=KNOBS.review_on_timeout,  # type: ignore[arg-type]  # one of DagSettings' choices
+        timeout=timedelta(hours=KNOBS.review_timeout_hours).total_seconds(),
+        poke_interval=KNOBS.review_poll_seconds,
         deferrable=True,
     )
     augmented_manifest = AugmentedManifestOperator(
         task_id="augmented_manifest",
         settings=SETTINGS,
         day=DAY,
-        label_studio_conn_id=LABEL_STUDIO_CONN_ID,
+        label_studio_conn_id=KNOBS.label_studio_conn_id,
         # answers already given are paid for: harvested even when the wait failed or timed out
         trigger_rule="all_done",
         outlets=[MANIFEST_ASSET],
@@ -137,16 +152,17 @@ with DAG(
         task_id="incremental_training",
         settings=SETTINGS,
         day=DAY,
-        depends_on_past=True,
-        wait_for_downstream=True,
-        # a failed day upstream must not block every later day's training: this task then sees
-        # too few new labels and skips, which depends_on_past accepts
-        trigger_rule="all_done",
+        priority_weight=1,
+        **MODEL_UPDATE,
         deferrable=True,
-        waiter_delay=WAITER_DELAY,
+        waiter_delay=KNOBS.waiter_delay_seconds,
     )
     evaluation_gate = EvaluationGateOperator(
-        task_id="evaluation_gate", settings=SETTINGS, training=incremental_training.output
+        task_id="evaluation_gate",
+        settings=SETTINGS,
+        training=incremental_training.output,
+        priority_weight=2,
+        **MODEL_UPDATE,
     )
     approve_update = OptionalApprovalOperator(
         task_id="approve_update",
@@ -154,25 +170,27 @@ with DAG(
         body="{{ ti.xcom_pull(task_ids='evaluation_gate') }}",
         required="{{ params.require_approval }}",
         response_timeout=timedelta(days=2),
+        priority_weight=3,
+        **MODEL_UPDATE,
     )
     update_endpoint = UpdateEndpointOperator(
         task_id="update_endpoint",
         settings=SETTINGS,
         training=incremental_training.output,
-        depends_on_past=True,
+        priority_weight=4,
+        **MODEL_UPDATE,
         deferrable=True,
-        waiter_delay=WAITER_DELAY,
+        waiter_delay=KNOBS.waiter_delay_seconds,
         outlets=[MODEL_ASSET],
     )
 
     [deploy_model, review_workflow] >> batch_predict
     batch_predict >> start_human_loops >> wait_for_human_loops >> augmented_manifest
-    augmented_manifest >> incremental_training >> evaluation_gate >> approve_update >> update_endpoint
-    # update_endpoint directly downstream of training, so that wait_for_downstream makes the next
-    # run's training wait for this run's update: lineage stays linear.
-    incremental_training >> update_endpoint
-    # A failed task makes a failed DagRun. Not downstream of training itself: wait_for_downstream
-    # would then block every later day's training behind this day's failure.
+    # trains only after a wait that succeeded: a day failed or timed out with on_timeout=fail keeps
+    # its harvested labels for later days, but neither trains nor updates
+    [wait_for_human_loops, augmented_manifest] >> incremental_training
+    incremental_training >> evaluation_gate >> approve_update >> update_endpoint
+    # A failed task makes a failed DagRun (training that skips would otherwise leave the leaves green).
     failed_day = FailedDayOperator(task_id="failed_day")
     [
         deploy_model,
@@ -181,6 +199,7 @@ with DAG(
         start_human_loops,
         wait_for_human_loops,
         augmented_manifest,
+        incremental_training,
         evaluation_gate,
         approve_update,
         update_endpoint,

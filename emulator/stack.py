@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -37,20 +38,34 @@ from typing import Any
 
 import psutil
 
-from emulator.demo import ROOT, airflow_env
+from emulator.demo import ENDPOINT, ROOT, airflow_env
 from emulator.scenes import EASY_WORLD
 
 # The world emulator.seed uploads by default (and docker-compose names in AL_CLASS_NAMES).
 WORLD = EASY_WORLD
 
 DAG_ID = "active_learning"
+# dags/active_learning.py's pool for the demo's endpoint (active_learning.naming.model_update_pool)
+MODEL_UPDATE_POOL = f"active_learning__{ENDPOINT}"
 USERNAME = PASSWORD = "admin"
 SEEDED_DAYS = 3
 # The local AWS's reference reviewer answers each human loop after this delay.
-REVIEWER_ARGUMENTS = ("--review-delay", "1", "--noise", "0.02")
+REVIEWER_ARGUMENTS = ("--review-delay", "5", "--noise", "0.02")
 
 # What each Airflow component runs; docker-compose.yaml's services run exactly these.
-AIRFLOW_INIT = ("airflow", "db", "migrate")
+AIRFLOW_INIT: tuple[tuple[str, ...], ...] = (
+    ("airflow", "db", "migrate"),
+    # the pool of one slot (deferred tasks counted) that serializes the DAG's train, gate and update
+    (
+        "airflow",
+        "pools",
+        "set",
+        MODEL_UPDATE_POOL,
+        "1",
+        "active-learning model updates",
+        "--include-deferred",
+    ),
+)
 AIRFLOW_COMPONENTS: dict[str, tuple[str, ...]] = {
     "api-server": ("airflow", "api-server"),
     # every component sees the same log folder (docker-compose: one volume), so the api-server reads
@@ -79,6 +94,12 @@ RUNTIME_SETTINGS: dict[str, str] = {
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+    # Under a scheduler, a trigger must not fire within seconds of its task's deferral: the deferring
+    # try's exit can reach the scheduler 5-7 s late on a busy machine, and a trigger event handled
+    # before it loses the try (apache/airflow#72716). Triggers check first one interval after the
+    # deferral: 10 s here (the demo's 1 s runs under `airflow dags test`, which has no such race).
+    "AL_WAITER_DELAY_SECONDS": "10",
+    "AL_REVIEW_POLL_SECONDS": "10",
 }
 # Keys of emulator.demo.airflow_env that name places on this machine, not settings.
 LOCAL_PLACES = (
@@ -128,6 +149,11 @@ def seed_command(url: str) -> list[str]:
 def seeded_days(today: date) -> list[date]:
     """The days ``emulator.seed`` uploads images for by default: the last 3 before today."""
     return [today - timedelta(days=offset) for offset in range(SEEDED_DAYS, 0, -1)]
+
+
+def init_script() -> str:
+    """:data:`AIRFLOW_INIT` as one shell command (docker-compose's airflow-init service runs it)."""
+    return " && ".join(shlex.join(command) for command in AIRFLOW_INIT)
 
 
 def free_port() -> int:
@@ -334,7 +360,8 @@ class Stack:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         env = self.airflow_environment()
         (self.home / "passwords.json").write_text(json.dumps({USERNAME: PASSWORD}))
-        self._run("airflow-init", list(AIRFLOW_INIT), env, 300)
+        for command in AIRFLOW_INIT:
+            self._run("airflow-init", list(command), env, 300)
         for name, command in AIRFLOW_COMPONENTS.items():
             self._spawn(name, list(command), env)
         api = AirflowApi(self.api_url)

@@ -24,6 +24,7 @@ from emulator.stack import (
     PLACE_SETTINGS,
     Stack,
     emulator_command,
+    init_script,
     seed_command,
     shared_settings,
 )
@@ -56,7 +57,7 @@ def test_services(compose: dict) -> None:
 def test_the_airflow_services_run_the_stacks_commands(compose: dict) -> None:
     for name, command in AIRFLOW_SERVICES.items():
         assert compose["services"][name]["command"] == list(command), name
-    assert compose["services"]["airflow-init"]["command"] == list(AIRFLOW_INIT)
+    assert compose["services"]["airflow-init"]["command"] == ["bash", "-c", init_script()]
 
 
 def test_the_local_aws_services_run_the_stacks_commands(compose: dict) -> None:
@@ -67,11 +68,11 @@ def test_the_local_aws_services_run_the_stacks_commands(compose: dict) -> None:
 
 def test_every_airflow_command_exists_in_airflows_cli(compose: dict) -> None:
     parser = get_parser()
-    for name in ("airflow-init", *AIRFLOW_SERVICES):
-        program, *arguments = compose["services"][name]["command"]
+    commands = [*AIRFLOW_INIT, *(compose["services"][name]["command"] for name in AIRFLOW_SERVICES)]
+    for program, *arguments in commands:
         assert program == "airflow"
         parsed = parser.parse_args(arguments)  # exits (SystemExit) on an unknown command or flag
-        assert callable(parsed.func), name
+        assert callable(parsed.func), arguments
 
 
 @pytest.mark.parametrize("service", ["aws", "aws-seed"])

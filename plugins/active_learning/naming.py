@@ -129,3 +129,8 @@ def model_name(prefix: str, model_data_uri: str) -> str:
 def endpoint_config_name(prefix: str, model: str, settings: dict[str, Any]) -> str:
     """An endpoint config per model and variant settings."""
     return sagemaker_name(prefix, "config", stable_hash(model, settings))
+
+
+def model_update_pool(endpoint_name: str) -> str:
+    """The Airflow pool (one slot) serializing the train, gate and update steps of an endpoint."""
+    return f"active_learning__{endpoint_name}"

@@ -69,25 +69,33 @@ def is_s3_object_uri(uri: str) -> bool:
     return BUCKET_PATTERN.match(bucket) is not None and bool(key.strip("/")) and not key.endswith("/")
 
 
-def setting(default: Any = MISSING, *, description: str, **bounds: float) -> Any:
-    """A ``LoopSettings`` field: default, description and bounds (``minimum``, ``maximum``,
+def setting(
+    default: Any = MISSING, *, description: str, choices: Sequence[str] | None = None, **bounds: float
+) -> Any:
+    """A settings field: default, description, allowed values and bounds (``minimum``, ``maximum``,
     ``exclusiveMinimum``, ``exclusiveMaximum``), the one source for the Params and the checks.
 
     :param default: the default; none for a required setting.
     :param description: what the setting means (the trigger form shows it).
+    :param choices: the allowed values of a text setting (the trigger form offers them).
     :param bounds: JSON-schema bounds of a number.
     """
     unknown = set(bounds) - {keyword for keyword, _, _ in BOUNDS}
     if unknown:
         raise TypeError(f"unknown bound(s) {sorted(unknown)}")
-    metadata = {"description": description, **bounds}
+    metadata: dict[str, Any] = {"description": description, **bounds}
+    if choices is not None:
+        metadata["enum"] = list(choices)
     if default is MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
-def bounds_problem(value: Any, metadata: Mapping[str, Any]) -> str | None:
-    """What is wrong with a number outside the bounds in ``metadata``; ``None`` when it is inside."""
+def value_problem(value: Any, metadata: Mapping[str, Any]) -> str | None:
+    """What is wrong with a value outside the choices or the bounds in ``metadata``; ``None`` when
+    it is allowed."""
+    if "enum" in metadata and value is not None and value not in metadata["enum"]:
+        return "must be one of " + ", ".join(metadata["enum"])
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if all(check(value, metadata[keyword]) for keyword, check, _ in BOUNDS if keyword in metadata):
@@ -207,7 +215,7 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         for setting_field in fields(self):
-            problem = bounds_problem(getattr(self, setting_field.name), setting_field.metadata)
+            problem = value_problem(getattr(self, setting_field.name), setting_field.metadata)
             self._check(problem is None, setting_field.name, str(problem))
         self._check(BUCKET_PATTERN.match(self.bucket) is not None, "bucket", "is not a valid S3 bucket name")
         self._check(ROLE_ARN_PATTERN.match(self.role_arn) is not None, "role_arn", "is not an IAM role ARN")
@@ -344,6 +352,54 @@ class LoopSettings:
         return self.uri("training") + "/"
 
 
+@dataclass(frozen=True)
+class DagSettings:
+    """Knobs of the DAG itself, not of a run: connections, how often waits check, how long the day
+    waits for its reviews, the pool of the model update. Read once at parse time from ``AL_<NAME>``
+    variables (:meth:`EnvironmentDefaults.dag_settings`), never from the trigger form."""
+
+    aws_conn_id: str = setting("aws_default", description="the Airflow connection to AWS")
+    label_studio_conn_id: str = setting(
+        "label_studio_default", description="the Airflow HTTP connection to Label Studio"
+    )
+    template_path: str = setting(
+        "", description="the A2I worker task template (empty: include/templates/bounding-box.liquid.html)"
+    )
+    waiter_delay_seconds: int = setting(
+        30, description="seconds between checks of endpoints and jobs", minimum=1
+    )
+    review_poll_seconds: float = setting(300, description="seconds between checks of the reviews", minimum=1)
+    review_timeout_hours: float = setting(
+        240, description="how long a day waits for its reviews", exclusiveMinimum=0
+    )
+    min_completed_fraction: float = setting(
+        1.0,
+        description="share of the day's reviews whose completion ends the wait",
+        exclusiveMinimum=0,
+        maximum=1,
+    )
+    review_on_timeout: str = setting(
+        "continue",
+        description="at the review timeout: continue with the answers given, or fail the day (its "
+        "labels are kept for later days; it neither trains nor updates)",
+        choices=("continue", "fail"),
+    )
+    retry_delay_seconds: float = setting(300, description="seconds before a failed task's retry", minimum=0)
+    model_update_pool: str = setting(
+        "",
+        description="the Airflow pool (1 slot, deferred tasks counted) that serializes train, gate and "
+        "update; empty: active_learning__<endpoint_name>",
+    )
+
+    def __post_init__(self) -> None:
+        for setting_field in fields(self):
+            problem = value_problem(getattr(self, setting_field.name), setting_field.metadata)
+            if problem:
+                raise SettingsError(
+                    f"setting {setting_field.name}={getattr(self, setting_field.name)!r} {problem}"
+                )
+
+
 def _lies_under(uri: str, location: str) -> bool:
     if location.endswith("/"):
         return uri.startswith(location)
@@ -450,10 +506,11 @@ class EnvironmentDefaults:
         if problem not in self.problems:
             self.problems.append(problem)
 
-    def settings(self) -> dict[str, Any]:
-        """The settings' defaults that ``AL_<NAME>`` variables set, each parsed and within bounds."""
+    def settings(self, kind: type | None = None) -> dict[str, Any]:
+        """The defaults of ``kind``'s fields (default :class:`LoopSettings`) that ``AL_<NAME>``
+        variables set, each parsed, allowed and within bounds; a bad one is recorded and left out."""
         values: dict[str, Any] = {}
-        for setting_field in fields(LoopSettings):
+        for setting_field in fields(kind or LoopSettings):
             name = setting_field.name
             raw = self.environ.get(environment_variable(name))
             if raw is None:
@@ -465,7 +522,7 @@ class EnvironmentDefaults:
             except SettingsError as err:
                 self._problem(name, raw, f"is not valid for setting {name}: {err.__cause__}")
                 continue
-            problem = bounds_problem(value, setting_field.metadata)
+            problem = value_problem(value, setting_field.metadata)
             if problem:
                 self._problem(name, raw, f"is not valid for setting {name}: {problem}")
                 continue
@@ -482,30 +539,6 @@ class EnvironmentDefaults:
                 schema["description"] += f" (INVALID {bad[0]}; every task fails until it is fixed)"
         return schemas
 
-    def text(self, name: str, default: str = "") -> str:
-        """A DAG-level knob (not a loop setting), as text."""
-        return self.environ.get(environment_variable(name), default)
-
-    def number(self, name: str, default: float) -> float:
-        """A DAG-level knob as a number; a bad value is recorded and ``default`` used."""
-        return self._parse(name, default, float)
-
-    def integer(self, name: str, default: int) -> int:
-        """A DAG-level knob as a whole number; a bad value is recorded and ``default`` used."""
-        return self._parse(name, default, int)
-
-    def _parse(self, name: str, default: Any, kind: Callable[[str], Any]) -> Any:
-        raw = self.environ.get(environment_variable(name))
-        if raw is None or raw == "":
-            return default
-        try:
-            value = kind(raw)
-            if not math.isfinite(value):
-                raise ValueError(raw)
-        except ValueError:
-            self._problem(name, raw, f"is not a {'whole number' if kind is int else 'number'}")
-            return default
-        if value < 0:
-            self._problem(name, raw, "must be >= 0")
-            return default
-        return value
+    def dag_settings(self) -> DagSettings:
+        """The DAG's own knobs; a bad value is recorded in :attr:`problems` and its default used."""
+        return DagSettings(**self.settings(DagSettings))

@@ -80,6 +80,25 @@ def evaluation_gate(new_map: float | None, serving_map: float | None, tolerance:
     )
 
 
+def trained_from_serving(
+    job_name: str, base_model: str | None, endpoint_name: str, serving_model: str, serving_artifact: str
+) -> GateDecision:
+    """Compare-and-swap of the endpoint's lineage: a model may replace only the one it was trained from.
+
+    Whatever is cleared, retried or rerun, the endpoint then only moves forward: a job trained from a
+    model that no longer serves (another update landed since it started, or an older day was rerun)
+    is refused, and its day's labels train with the next training ("all labels so far").
+    """
+    if base_model == serving_artifact:
+        return GateDecision(True, f"{job_name} was trained from the serving model {serving_model}")
+    return GateDecision(
+        False,
+        f"{job_name} was trained from {base_model or 'no model'}, but endpoint {endpoint_name} now serves "
+        f"{serving_model} ({serving_artifact}): another update landed since; the labels of this day "
+        "train with the next training",
+    )
+
+
 def final_metric(job: Mapping[str, Any], metric: str = VALIDATION_METRIC) -> float | None:
     """A training job's final value of ``metric`` (``DescribeTrainingJob``), ``None`` when it has none."""
     for item in job.get("FinalMetricDataList", []):

@@ -9,6 +9,7 @@ import pytest
 from active_learning.classes import VOC_CLASSES
 from active_learning.settings import (
     ConfinementError,
+    DagSettings,
     EnvironmentDefaults,
     LoopSettings,
     SettingsError,
@@ -331,17 +332,37 @@ def test_a_bad_environment_value_is_recorded_naming_the_variable_never_raised(
 
 def test_dag_level_knobs_record_bad_values_and_keep_the_default() -> None:
     environment = EnvironmentDefaults(
-        {"AL_WAITER_DELAY_SECONDS": "soon", "AL_REVIEW_TIMEOUT_HOURS": "-1", "AL_REVIEW_POLL_SECONDS": "60"}
+        {
+            "AL_WAITER_DELAY_SECONDS": "soon",
+            "AL_REVIEW_TIMEOUT_HOURS": "-1",
+            "AL_REVIEW_POLL_SECONDS": "60",
+            "AL_MIN_COMPLETED_FRACTION": "2",
+            "AL_REVIEW_ON_TIMEOUT": "explode",
+            "AL_AWS_CONN_ID": "",
+        }
     )
 
-    assert environment.integer("waiter_delay_seconds", 30) == 30
-    assert environment.number("review_timeout_hours", 240) == 240
-    assert environment.number("review_poll_seconds", 300) == 60.0
-    assert environment.text("aws_conn_id", "aws_default") == "aws_default"
+    knobs = environment.dag_settings()
+
+    assert (knobs.waiter_delay_seconds, knobs.review_timeout_hours) == (30, 240)
+    assert knobs.review_poll_seconds == 60.0
+    assert (knobs.min_completed_fraction, knobs.review_on_timeout) == (1.0, "continue")
+    assert knobs.aws_conn_id == "aws_default"
     assert environment.problems == [
-        "AL_WAITER_DELAY_SECONDS='soon' is not a whole number",
-        "AL_REVIEW_TIMEOUT_HOURS='-1' must be >= 0",
+        "AL_WAITER_DELAY_SECONDS='soon' is not valid for setting waiter_delay_seconds: "
+        "invalid literal for int() with base 10: 'soon'",
+        "AL_REVIEW_TIMEOUT_HOURS='-1' is not valid for setting review_timeout_hours: must be > 0",
+        "AL_MIN_COMPLETED_FRACTION='2' is not valid for setting min_completed_fraction: must be > 0 and <= 1",
+        "AL_REVIEW_ON_TIMEOUT='explode' is not valid for setting review_on_timeout: must be one of "
+        "continue, fail",
     ]
+
+
+def test_dag_settings_reject_what_their_fields_do_not_allow() -> None:
+    with pytest.raises(
+        SettingsError, match="setting review_on_timeout='later' must be one of continue, fail"
+    ):
+        DagSettings(review_on_timeout="later")
 
 
 def test_the_selection_strategy_and_random_share_come_from_params() -> None:

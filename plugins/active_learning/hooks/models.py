@@ -61,6 +61,14 @@ class ModelLineageHook(SageMakerHook):
             for tag in page.get("Tags", [])
         }
 
+    @staticmethod
+    def base_model_of(job: dict[str, Any]) -> str | None:
+        """The artifact a training job started from (its ``model`` channel), ``None`` when it had none."""
+        for channel in job.get("InputDataConfig", []):
+            if channel["ChannelName"] == "model":
+                return channel["DataSource"]["S3DataSource"]["S3Uri"]
+        return None
+
     def serving_model(self, endpoint_name: str) -> ServingModel | None:
         """The model behind the endpoint's current config, or ``None`` when there is no endpoint."""
         endpoint = self.describe_or_none("describe_endpoint", EndpointName=endpoint_name)

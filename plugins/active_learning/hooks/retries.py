@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 RETRY_MODE = "adaptive"  # standard retries plus client-side rate limiting after throttling
@@ -53,6 +54,17 @@ class RetryLog:
         if time.monotonic() - self._last_report >= self.interval:
             self._last_report = time.monotonic()
             self.log.warning("AWS retries so far: %s", self.describe())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts, to carry across a deferral (in a trigger's arguments and event)."""
+        return {"calls": self.calls, "retried_calls": self.retried_calls, "retries": dict(self.retries)}
+
+    def add(self, counts: Mapping[str, Any] | None) -> None:
+        """Count the requests of :meth:`to_dict` made elsewhere (before a deferral, by a trigger)."""
+        if counts:
+            self.calls += int(counts.get("calls", 0))
+            self.retried_calls += int(counts.get("retried_calls", 0))
+            self.retries.update(counts.get("retries") or {})
 
     def describe(self) -> str:
         by_operation = ", ".join(f"{name} {count}" for name, count in self.retries.most_common())

@@ -81,9 +81,21 @@ def iter_keys(s3_client: Any, bucket: str, prefix: str) -> Iterator[str]:
     return (key for key, _ in iter_objects(s3_client, bucket, prefix))
 
 
-def labelled_lines(s3: S3Hook, settings: LoopSettings, through: date) -> Iterator[dict[str, Any]]:
-    """Every human label so far: the lines of each ``runs/<day>/augmented.manifest`` up to ``through``."""
+def labelled_lines(
+    s3: S3Hook, settings: LoopSettings, through: date | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every human label so far: the lines of each ``runs/<day>/augmented.manifest`` (up to ``through``).
+
+    :raises ConfinementError: naming the day and the line, for a ``source-ref`` outside the loop's
+        bucket and prefix (and its allowed locations): training would read it with the execution role.
+    """
     for key in sorted(iter_keys(s3.get_conn(), settings.bucket, settings.key("runs") + "/")):
         match = RUN_MANIFEST.search(key)
-        if match and date.fromisoformat(match.group(1)) <= through:
-            yield from iter_json_lines(s3, settings.bucket, key)
+        if not match or (through is not None and date.fromisoformat(match.group(1)) > through):
+            continue
+        for number, line in enumerate(iter_json_lines(s3, settings.bucket, key), start=1):
+            settings.check_inside(
+                line.get("source-ref"),
+                f"the source-ref of line {number} of runs/{match.group(1)}/augmented.manifest",
+            )
+            yield line

@@ -79,6 +79,13 @@ class RetryLoggingMixin:
         self.retry_log.watch(self.hook.conn)
         self.retry_log.watch(self.s3.get_conn())
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """Count the requests of the try before the deferral and the trigger's (its event carries them)."""
+        event = (next_kwargs or {}).get("event")
+        if isinstance(event, Mapping):
+            self.retry_log.add(event.get("aws_requests"))
+        return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+
     def post_execute(self, context: Any, result: Any = None) -> None:
         super().post_execute(context, result)  # type: ignore[misc]
         if self.retry_log.calls:

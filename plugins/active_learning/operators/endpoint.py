@@ -30,6 +30,7 @@ from active_learning.training_data import (
     TAG_VALIDATION_MAP,
     evaluation_gate,
     final_metric,
+    trained_from_serving,
 )
 
 
@@ -40,12 +41,28 @@ def _serving_or_fail(hook: ModelLineageHook, endpoint: str) -> ServingModel:
     return serving
 
 
-class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
-    """Let the update through only when the new model is not worse than the serving one.
+def _skip_unless_trained_from_serving(
+    hook: ModelLineageHook, job: Mapping[str, Any], serving: ServingModel
+) -> None:
+    """Skip the task when the job was not trained from the model the endpoint serves now."""
+    decision = trained_from_serving(
+        job["TrainingJobName"],
+        hook.base_model_of(job),
+        serving.endpoint_name,
+        serving.model_name,
+        serving.model_data_url,
+    )
+    if not decision.promote:
+        raise AirflowSkipException(f"Not updating the endpoint: {decision.reason}")
 
-    Compares the training job's final ``validation:mAP`` with the serving model's (a tag on the
-    model) within ``map_tolerance``; a worse model skips the update (the task is skipped, with the
-    reason in its log).
+
+class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
+    """Let the update through only when the new model was trained from the serving one and is not worse.
+
+    First the lineage: a job trained from a model that no longer serves (another update landed since)
+    skips the update. Then the quality: the training job's final ``validation:mAP`` against the
+    serving model's (a tag on the model) within ``map_tolerance``; a worse model skips the update
+    (the task is skipped, with the reason in its log).
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param training: what ``IncrementalTrainingOperator`` returned.
@@ -64,9 +81,13 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
     def execute(self, context: Any) -> dict[str, Any]:
         settings = self.loop_settings
         serving = _serving_or_fail(self.hook, settings.endpoint_name)
+        training = as_mapping(self.training, "training")
+        _skip_unless_trained_from_serving(
+            self.hook, self.hook.describe_training_job(training["training_job_name"]), serving
+        )
         recorded = serving.tags.get(TAG_VALIDATION_MAP)
         serving_map = float(recorded) if recorded else None
-        new_map = as_mapping(self.training, "training").get("validation_map")
+        new_map = training.get("validation_map")
         decision = evaluation_gate(new_map, serving_map, settings.map_tolerance)
         self.log.info("Evaluation gate: %s", decision.reason)
         if not decision.promote:
@@ -96,11 +117,14 @@ class OptionalApprovalOperator(ApprovalOperator):
 class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
     """Put the newly trained model on the endpoint without losing availability.
 
-    Creates a model (tagged with its validation mAP and lineage) and an endpoint config from the
-    training output, calls ``UpdateEndpoint`` with a blue/green deployment config (optionally with
-    auto-rollback alarms), waits, verifies the endpoint now serves the new config, fails with the
-    failure reason when the update rolled back, and keeps the newest ``keep_models`` configs and
-    models, deleting older unused ones. A retry finds the update already done or under way.
+    Right before the update, compares and swaps: the training job must have been trained from the
+    model the endpoint serves now, else the task skips naming both models (another update landed
+    since; clearing an old day can never put an older model back). Then creates a model (tagged with
+    its validation mAP and lineage) and an endpoint config from the training output, calls
+    ``UpdateEndpoint`` with a blue/green deployment config (optionally with auto-rollback alarms),
+    waits, verifies the endpoint now serves the new config, fails with the failure reason when the
+    update rolled back, and keeps the newest ``keep_models`` configs and models, deleting older
+    unused ones. A retry finds the update already done or under way.
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param training: what ``IncrementalTrainingOperator`` returned.
@@ -150,15 +174,25 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
             config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in self.rollback_alarms]}
         return config
 
-    def target_config(self, settings: LoopSettings, serving: ServingModel) -> str:
+    def _training_job(self) -> dict[str, Any]:
+        return self.hook.describe_training_job(as_mapping(self.training, "training")["training_job_name"])
+
+    def target_config_name(self, settings: LoopSettings, job: Mapping[str, Any]) -> str:
+        """The endpoint config of the trained artifact (named from it: nothing is created)."""
+        model = model_name(settings.resource_prefix, job["ModelArtifacts"]["S3ModelArtifacts"])
+        return endpoint_config_name(
+            settings.resource_prefix, model, {"instance": settings.inference_instance_type}
+        )
+
+    def create_target_config(
+        self, settings: LoopSettings, serving: ServingModel, job: Mapping[str, Any]
+    ) -> str:
         """Create (if absent) the model and endpoint config of the trained artifact; return the config."""
-        training = as_mapping(self.training, "training")
-        job = self.hook.describe_training_job(training["training_job_name"])
         artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
         metric = final_metric(job)
         tags = {
             TAG_TRAINING_JOB: job["TrainingJobName"],
-            TAG_TRAINING_LINES: str(training.get("training_lines", 0)),
+            TAG_TRAINING_LINES: str(as_mapping(self.training, "training").get("training_lines", 0)),
         }
         if metric is not None:
             tags[TAG_VALIDATION_MAP] = f"{metric:.6f}"
@@ -166,42 +200,41 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
             model_name(settings.resource_prefix, artifact), serving.image, artifact, settings.role_arn, tags
         )
         return self.hook.ensure_endpoint_config(
-            endpoint_config_name(
-                settings.resource_prefix, model, {"instance": settings.inference_instance_type}
-            ),
-            model,
-            settings.inference_instance_type,
+            self.target_config_name(settings, job), model, settings.inference_instance_type
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings = self.loop_settings
         endpoint = settings.endpoint_name
         self.persist_link(EndpointLink, context, endpoint_name=endpoint)
+        job = self._training_job()
         serving = _serving_or_fail(self.hook, endpoint)
-        config = self.target_config(settings, serving)
+        config = self.target_config_name(settings, job)
         if serving.endpoint_config_name == config and serving.endpoint_status == "InService":
             self.log.info("Endpoint %s already serves %s", endpoint, config)
             return self._announce(context, self._verify(settings, config))
-        if serving.endpoint_status == "InService":
-            self.log.info("Updating endpoint %s: %s -> %s", endpoint, serving.endpoint_config_name, config)
-            self.hook.conn.update_endpoint(
-                EndpointName=endpoint,
-                EndpointConfigName=config,
-                DeploymentConfig=self.deployment_config(),
-            )
-        elif (
-            serving.endpoint_status in ENDPOINT_WAITING_STATUSES
-        ):  # an earlier try's update: wait, then verify
+        if serving.endpoint_status in ENDPOINT_WAITING_STATUSES:
+            # an earlier try's update (or another's): wait, then decide on what serves
             self.log.info("Endpoint %s is %s: waiting", endpoint, serving.endpoint_status)
-        else:  # Failed, UpdateRollbackFailed, OutOfService...: the waiter would poll until it gives up
+            self.wait_for_endpoint(endpoint)
+            return self._finish(context, settings, job)
+        if serving.endpoint_status != "InService":
+            # Failed, UpdateRollbackFailed, OutOfService...: the waiter would poll until it gives up
             described = self.hook.describe_endpoint(endpoint)
             raise AirflowException(
                 f"Endpoint {endpoint} is {serving.endpoint_status}, not updatable: "
                 f"{described.get('FailureReason', '')}"
             )
-        previous = serving.endpoint_config_name if serving.endpoint_config_name != config else None
+        # compare-and-swap: right before the update, the job must have been trained from what serves
+        _skip_unless_trained_from_serving(self.hook, job, serving)
+        config = self.create_target_config(settings, serving, job)
+        self.log.info("Updating endpoint %s: %s -> %s", endpoint, serving.endpoint_config_name, config)
+        self.hook.conn.update_endpoint(
+            EndpointName=endpoint, EndpointConfigName=config, DeploymentConfig=self.deployment_config()
+        )
+        previous = serving.endpoint_config_name
         self.wait_for_endpoint(endpoint, previous_config=previous)
-        return self._announce(context, self._verify(settings, config, previous))
+        return self._finish(context, settings, job, previous)
 
     def execute_complete(
         self, context: Any, event: dict[str, Any] | None = None, previous_config: str | None = None
@@ -214,9 +247,22 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
                 f"Endpoint update did not finish: {validated.get('message')}; "
                 f"status {described['EndpointStatus']}: {described.get('FailureReason', '')}"
             )
+        return self._finish(context, settings, self._training_job(), previous_config)
+
+    def _finish(
+        self,
+        context: Any,
+        settings: LoopSettings,
+        job: Mapping[str, Any],
+        previous_config: str | None = None,
+    ) -> dict[str, Any]:
+        """After the wait: verified and announced, skipped when another model took over meanwhile,
+        failed when the update rolled back."""
+        config = self.target_config_name(settings, job)
         serving = _serving_or_fail(self.hook, settings.endpoint_name)
-        verified = self._verify(settings, self.target_config(settings, serving), previous_config)
-        return self._announce(context, verified)
+        if serving.endpoint_config_name != config and serving.endpoint_status == "InService":
+            _skip_unless_trained_from_serving(self.hook, job, serving)
+        return self._announce(context, self._verify(settings, config, previous_config))
 
     def _announce(self, context: Any, verified: dict[str, Any]) -> dict[str, Any]:
         """The serving model's identity on the event of the model Asset (the task's outlet)."""
@@ -238,7 +284,7 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
 
     def _reject_trained_model(self, reason: str) -> None:
         """Tag the training job whose model did not load, so that the day's next try retrains."""
-        job = self.hook.describe_training_job(as_mapping(self.training, "training")["training_job_name"])
+        job = self._training_job()
         self.hook.conn.add_tags(
             ResourceArn=job["TrainingJobArn"], Tags=[{"Key": TAG_REJECTED, "Value": reason[:256]}]
         )

@@ -13,11 +13,9 @@ FAILED_STATES = ("failed", "upstream_failed")
 class FailedDayOperator(BaseOperator):
     """Fail, naming what failed, as soon as any upstream task failed; skipped when none did.
 
-    Airflow sets a DagRun's state from its leaf tasks. Training runs after a failed upstream day
-    (``trigger_rule="all_done"``, so that ``depends_on_past`` does not block later days) and may
-    skip, which would leave every leaf green: this leaf makes such a day a failed DagRun. Put it
-    downstream of every task except the one that later runs wait for (``wait_for_downstream``),
-    so that a failed day does not also block the next day's training.
+    Airflow sets a DagRun's state from its leaf tasks. The answers of a failed wait are still
+    harvested (``trigger_rule="all_done"``) and a later step may skip, which would leave every leaf
+    green: this leaf, downstream of every task, makes such a day a failed DagRun.
     """
 
     def __init__(self, **kwargs: Any) -> None:

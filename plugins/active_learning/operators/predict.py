@@ -12,7 +12,6 @@ from datetime import date, timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
@@ -32,6 +31,7 @@ from active_learning.operators.waiting import WaitOrDeferMixin
 from active_learning.routing import Decision, RoutingPolicy
 from active_learning.selection import CLASS_BALANCE, SelectionStrategy, label_counts
 from active_learning.settings import LoopSettings
+from active_learning.triggers.aws_waits import SageMakerWaitTrigger
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time inference
@@ -260,7 +260,7 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
         else:
             self.log.info("Transform job %s is %s: re-attaching", name, job["TransformJobStatus"])
         err = self.wait_or_defer(
-            SageMakerTrigger,
+            SageMakerWaitTrigger,
             {"job_name": name, "job_type": "transform"},
             "transform_job_completed_or_stopped",
             {"TransformJobName": name},

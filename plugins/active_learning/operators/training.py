@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, conf
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    conf,
+)
 
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
 from active_learning.hooks.s3_lines import S3JsonLinesWriter, labelled_lines
@@ -18,7 +21,7 @@ from active_learning.links.console import TrainingJobLink
 from active_learning.naming import MAX_ATTEMPTS_PER_DAY, attempt_name, training_job_name
 from active_learning.operators.base import LoopOperatorMixin
 from active_learning.operators.waiting import WaitOrDeferMixin
-from active_learning.settings import LoopSettings, split_s3_uri
+from active_learning.settings import ConfinementError, LoopSettings, split_s3_uri
 from active_learning.training_data import (
     TAG_BASE_MODEL,
     TAG_REJECTED,
@@ -27,18 +30,21 @@ from active_learning.training_data import (
     hyperparameters,
     in_validation_hold_out,
 )
+from active_learning.triggers.aws_waits import SageMakerWaitTrigger
 
 
 class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
     """Train the built-in object-detection algorithm from the serving model on all labels so far.
 
-    Training data is every line of every ``runs/<day>/augmented.manifest`` up to the run's day, so
-    days without training still count and the model does not forget. Validation is the configured
-    fixed manifest, else a deterministic hold-out. Skips (not fails) when fewer than
-    ``min_new_labels`` lines, or none, arrived since the serving model was trained. The job name derives from
-    the day and the serving model: a retry re-attaches to the job it started and never starts a
-    second one; only after a Failed or Stopped job, or one whose model an endpoint update rolled
-    back (tagged by ``UpdateEndpointOperator``), does a retry start a new attempt (at most 3 a day).
+    Starts from whatever model serves when it starts. Training data is every line of every
+    ``runs/<day>/augmented.manifest`` written so far (a late day's labels join the next training,
+    and the model does not forget); a line whose ``source-ref`` lies outside the loop's bucket and
+    prefix fails the task naming the day and the line. Validation is the configured fixed manifest,
+    else a deterministic hold-out. Skips (not fails) when fewer than ``min_new_labels`` lines, or
+    none, arrived since the serving model was trained. The job name derives from the day and the
+    serving model: a retry re-attaches to the job it started and never starts a second one; only
+    after a Failed or Stopped job, or one whose model an endpoint update rolled back (tagged by
+    ``UpdateEndpointOperator``), does a retry start a new attempt (at most 3 a day).
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param day: the run's day, ``YYYY-MM-DD``.
@@ -91,7 +97,7 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
         job = self.hook.describe_or_none("describe_training_job", TrainingJobName=job_name)
         if job is None:
             self._start(
-                job_name, settings, day, serving.model_data_url, int(serving.tags.get(TAG_TRAINING_LINES, 0))
+                job_name, settings, serving.model_data_url, int(serving.tags.get(TAG_TRAINING_LINES, 0))
             )
         elif job["TrainingJobStatus"] == "Completed":
             self.log.info("Training job %s already completed: re-attaching", job_name)
@@ -99,7 +105,7 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
         else:
             self.log.info("Training job %s is %s: re-attaching", job_name, job["TrainingJobStatus"])
         err = self.wait_or_defer(
-            SageMakerTrigger,
+            SageMakerWaitTrigger,
             {"job_name": job_name, "job_type": "training"},
             "training_job_completed_or_stopped",
             {"TrainingJobName": job_name},
@@ -133,27 +139,29 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
             self.log.warning("Training job %s is %s: %s", name, job["TrainingJobStatus"], reason)
         raise AirflowException(f"{MAX_ATTEMPTS_PER_DAY} training attempts for this day failed; see {base}*")
 
-    def _start(
-        self, job_name: str, settings: LoopSettings, day: date, base_model: str, trained_lines: int
-    ) -> None:
+    def _start(self, job_name: str, settings: LoopSettings, base_model: str, trained_lines: int) -> None:
         prefix = settings.key("training", job_name, "input")
         train = S3JsonLinesWriter(self.s3, settings.bucket, f"{prefix}/train.manifest")
         validation = S3JsonLinesWriter(self.s3, settings.bucket, f"{prefix}/validation.manifest")
-        with train, validation:
-            hold_out = settings.validation_manifest_uri is None
-            for line in labelled_lines(self.s3, settings, day):
-                if hold_out and in_validation_hold_out(line["source-ref"], settings.validation_fraction):
-                    validation.write(line)
-                else:
-                    train.write(line)
+        try:
+            with train, validation:
+                hold_out = settings.validation_manifest_uri is None
+                for line in labelled_lines(self.s3, settings):
+                    if hold_out and in_validation_hold_out(line["source-ref"], settings.validation_fraction):
+                        validation.write(line)
+                    else:
+                        train.write(line)
+        except ConfinementError as err:  # a retry reads the same line: fail once, for a person to look
+            raise AirflowFailException(f"Not training: {err}") from err
         total = train.count + validation.count
         new_labels = total - trained_lines
         # never on no new label (min_new_labels=0 included): a rerun of a day whose model already
         # serves would otherwise train and update again on the same lines, drifting each time
         if new_labels < max(settings.min_new_labels, 1):
             raise AirflowSkipException(
-                f"{new_labels} new labelled images since the serving model (min_new_labels="
-                f"{settings.min_new_labels}): not training"
+                f"{max(new_labels, 0)} new labelled images since the serving model, which was trained on "
+                f"{trained_lines} of the {total} labelled so far (min_new_labels={settings.min_new_labels})"
+                ": not training"
             )
         validation_uri = settings.validation_manifest_uri or validation.uri
         if train.count == 0 or (settings.validation_manifest_uri is None and validation.count == 0):

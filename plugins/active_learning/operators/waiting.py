@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.common.compat.sdk import AirflowException
 from botocore.exceptions import WaiterError
+
+from active_learning.triggers.aws_waits import SageMakerWaitTrigger
 
 # Endpoint statuses that end by themselves: wait for them rather than fail.
 ENDPOINT_WAITING_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
@@ -32,6 +33,7 @@ class WaitOrDeferMixin:
     waiter_delay: int
     waiter_max_attempts: int
     hook: Any
+    retry_log: Any
 
     def wait_or_defer(
         self,
@@ -43,7 +45,7 @@ class WaitOrDeferMixin:
         waiter_hook: Any = None,
     ) -> WaiterError | None:
         """Defer to ``trigger_class`` (resuming in ``execute_complete`` with ``resume`` as keywords), or
-        wait with the hook's waiter ``waiter_name``.
+        wait with the hook's waiter ``waiter_name``. The trigger carries the requests made so far.
 
         :param waiter_hook: the hook whose client has the waiter, when it is not the task's own.
         :return: the waiter's error when it gave up (the caller decides what that means), else ``None``.
@@ -54,6 +56,7 @@ class WaitOrDeferMixin:
                     **trigger_kwargs,
                     waiter_delay=self.waiter_delay,
                     waiter_max_attempts=self.waiter_max_attempts,
+                    carried_requests=self.retry_log.to_dict(),
                     **trigger_connection(self),
                 ),
                 method_name="execute_complete",
@@ -71,7 +74,7 @@ class WaitOrDeferMixin:
     def wait_for_endpoint(self, endpoint_name: str, **resume: Any) -> None:
         """Wait until the endpoint is InService; when deferring, ``resume`` reaches ``execute_complete``."""
         err = self.wait_or_defer(
-            SageMakerTrigger,
+            SageMakerWaitTrigger,
             {"job_name": endpoint_name, "job_type": "endpoint"},
             "endpoint_in_service",
             {"EndpointName": endpoint_name},

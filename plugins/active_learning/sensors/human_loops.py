@@ -28,6 +28,7 @@ from active_learning.reviews import ReviewProgress, loop_names
 from active_learning.settings import split_s3_uri
 from active_learning.triggers.human_loops import HumanLoopTrigger
 from active_learning.triggers.label_studio import LabelStudioReviewTrigger
+from active_learning.triggers.review_wait import ReviewWaitTrigger
 
 LABEL_STUDIO_KEYS = {"loops", "human_loops_uri", "label_studio_project_id", "day", "required_answers"}
 
@@ -136,41 +137,42 @@ class HumanLoopSensor(LabelStudioConnectionMixin, RetryLoggingMixin, AwsBaseSens
         progress = self.check()
         return PokeReturnValue(progress.is_done(self.min_completed_fraction), self._report(progress, False))
 
+    def review_trigger(self, loops: Mapping[str, Any]) -> ReviewWaitTrigger:
+        """The trigger that waits for the run's loops (or Label Studio tasks) in the triggerer."""
+        common = {
+            "human_loops_uri": loops["human_loops_uri"],
+            "min_completed_fraction": self.min_completed_fraction,
+            "deadline": (datetime.now(UTC) + timedelta(seconds=self.timeout)).isoformat(),
+            "poll_interval": self.poke_interval,
+            "carried_requests": self.retry_log.to_dict(),
+            **trigger_connection(self),
+        }
+        if self.on_label_studio:
+            return LabelStudioReviewTrigger(
+                label_studio_conn_id=self.label_studio_conn_id,
+                project_id=int(loops["label_studio_project_id"]),
+                day=str(loops["day"]),
+                required_answers=int(loops["required_answers"]),
+                **common,
+            )
+        return HumanLoopTrigger(
+            flow_definition_arn=loops["flow_definition_arn"],
+            created_after=loops["created_after"],
+            created_before=loops.get("created_before"),
+            **common,
+        )
+
     def execute(self, context: Any) -> Any:
         loops = self.loops
         if int(loops["loops"]) == 0:
             self.log.info("No human loop was started for this run: nothing to wait for")
             return self._report(ReviewProgress(0), False)
-        if self.deferrable and self.on_label_studio:
-            self.defer(
-                trigger=LabelStudioReviewTrigger(
-                    label_studio_conn_id=self.label_studio_conn_id,
-                    project_id=int(loops["label_studio_project_id"]),
-                    day=str(loops["day"]),
-                    human_loops_uri=loops["human_loops_uri"],
-                    required_answers=int(loops["required_answers"]),
-                    min_completed_fraction=self.min_completed_fraction,
-                    deadline=(datetime.now(UTC) + timedelta(seconds=self.timeout)).isoformat(),
-                    poll_interval=self.poke_interval,
-                    **trigger_connection(self),
-                ),
-                method_name="execute_complete",
-            )
         if self.deferrable:
-            deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
-            self.defer(
-                trigger=HumanLoopTrigger(
-                    flow_definition_arn=loops["flow_definition_arn"],
-                    human_loops_uri=loops["human_loops_uri"],
-                    created_after=loops["created_after"],
-                    created_before=loops.get("created_before"),
-                    min_completed_fraction=self.min_completed_fraction,
-                    deadline=deadline.isoformat(),
-                    poll_interval=self.poke_interval,
-                    **trigger_connection(self),
-                ),
-                method_name="execute_complete",
-            )
+            # one check first: reviews already done need no deferral (nor its race, apache/airflow#72716)
+            progress = self.check()
+            if progress.is_done(self.min_completed_fraction):
+                return self._report(progress, False)
+            self.defer(trigger=self.review_trigger(loops), method_name="execute_complete")
         try:
             return super().execute(context)
         except AirflowSensorTimeout:

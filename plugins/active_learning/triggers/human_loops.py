@@ -63,6 +63,7 @@ class HumanLoopTrigger(ReviewWaitTrigger):
     @asynccontextmanager
     async def checking(self, names: frozenset[str]) -> AsyncIterator[Check]:
         async with await self.hook().get_async_conn() as client:
+            self.requests.watch(client)
 
             async def check() -> ReviewProgress:
                 return await self.progress(client, names)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 
 from active_learning.hooks.human_workflow import HumanWorkflowHook
+from active_learning.triggers.aws_waits import CountedWaiterRun
 
 
-class FlowDefinitionActiveTrigger(AwsBaseWaiterTrigger):
-    """Poll ``DescribeFlowDefinition`` until the status is Active (or Failed).
+class FlowDefinitionActiveTrigger(CountedWaiterRun, AwsBaseWaiterTrigger):
+    """Poll ``DescribeFlowDefinition`` until the status is Active (or Failed), the first time one
+    ``waiter_delay`` after the deferral (see :class:`~active_learning.triggers.aws_waits.CountedWaiterRun`).
 
     :param flow_definition_name: the flow definition to wait for.
     :param waiter_delay: seconds between polls.
     :param waiter_max_attempts: polls before giving up.
     :param aws_conn_id: the Airflow connection for AWS.
+    :param carried_requests: the AWS requests the task made before it deferred.
     """
 
     aws_hook_class = HumanWorkflowHook
@@ -28,6 +33,7 @@ class FlowDefinitionActiveTrigger(AwsBaseWaiterTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        carried_requests: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             serialized_fields={"flow_definition_name": flow_definition_name},
@@ -45,3 +51,4 @@ class FlowDefinitionActiveTrigger(AwsBaseWaiterTrigger):
             verify=verify,
             botocore_config=botocore_config,
         )
+        self.carry(carried_requests)

@@ -166,7 +166,8 @@ def test_deferrable_creation_defers_to_the_endpoint_trigger(context: dict[str, A
     assert isinstance(trigger, SageMakerTrigger)
     assert (trigger.job_type, trigger.job_name) == ("endpoint", ENDPOINT)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "airflow.providers.amazon.aws.triggers.sagemaker.SageMakerTrigger"
+    assert classpath == "active_learning.triggers.aws_waits.SageMakerWaitTrigger"
+    assert kwargs["carried_requests"] == {"calls": 0, "retried_calls": 0, "retries": {}}  # none watched here
     assert kwargs["waiter_delay"] == 1
     assert kwargs["waiter_max_attempts"] == 3
     assert kwargs["region_name"] == REGION

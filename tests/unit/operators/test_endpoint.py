@@ -98,6 +98,26 @@ def _serve(sm: Any, tags: dict[str, str]) -> None:
     sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=SERVING_CONFIG)
 
 
+def _train(sm: Any, name: str = JOB, base_model: str = SERVING_ARTIFACT) -> None:
+    """A completed training job (moto finishes them at once) that started from ``base_model``."""
+    sm.create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "Pipe"},
+        RoleArn=ROLE_ARN,
+        InputDataConfig=[
+            {
+                "ChannelName": "model",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": base_model}},
+                "ContentType": "application/x-sagemaker-model",
+                "InputMode": "File",
+            }
+        ],
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/active-learning/training/"},
+        ResourceConfig={"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+
+
 # --- EvaluationGateOperator ------------------------------------------------------------------------
 
 
@@ -118,7 +138,9 @@ def test_gate_promotes_a_model_not_worse_than_the_serving_one(
     context: dict[str, Any], new_map: float, tolerance: str
 ) -> None:
     with mock_aws():
-        _serve(boto3.client("sagemaker", region_name=REGION), {TAG_VALIDATION_MAP: "0.600000"})
+        sm = boto3.client("sagemaker", region_name=REGION)
+        _serve(sm, {TAG_VALIDATION_MAP: "0.600000"})
+        _train(sm)
         result = _gate({**TRAINING, "validation_map": new_map}, map_tolerance=tolerance).execute(context)
 
     assert result["promote"] is True
@@ -127,7 +149,9 @@ def test_gate_promotes_a_model_not_worse_than_the_serving_one(
 
 def test_gate_skips_a_worse_model_with_the_reason(context: dict[str, Any]) -> None:
     with mock_aws():
-        _serve(boto3.client("sagemaker", region_name=REGION), {TAG_VALIDATION_MAP: "0.600000"})
+        sm = boto3.client("sagemaker", region_name=REGION)
+        _serve(sm, {TAG_VALIDATION_MAP: "0.600000"})
+        _train(sm)
         gate = _gate({**TRAINING, "validation_map": 0.54}, map_tolerance="0.05")
         with pytest.raises(
             AirflowSkipException,
@@ -138,7 +162,9 @@ def test_gate_skips_a_worse_model_with_the_reason(context: dict[str, Any]) -> No
 
 def test_gate_promotes_over_the_initial_model_without_a_recorded_map(context: dict[str, Any]) -> None:
     with mock_aws():
-        _serve(boto3.client("sagemaker", region_name=REGION), {TAG_TRAINING_LINES: "0"})
+        sm = boto3.client("sagemaker", region_name=REGION)
+        _serve(sm, {TAG_TRAINING_LINES: "0"})
+        _train(sm)
         result = _gate(TRAINING).execute(context)
 
     assert result["promote"] is True
@@ -209,14 +235,7 @@ def aws() -> Iterator[Any]:
     with mock_aws():
         sm = boto3.client("sagemaker", region_name=REGION)
         _serve(sm, {TAG_TRAINING_LINES: "0"})
-        sm.create_training_job(
-            TrainingJobName=JOB,
-            AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "Pipe"},
-            RoleArn=ROLE_ARN,
-            OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/active-learning/training/"},
-            ResourceConfig={"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
-            StoppingCondition={"MaxRuntimeInSeconds": 3600},
-        )
+        _train(sm)
         yield sm
 
 
@@ -440,3 +459,85 @@ def test_endpoint_that_cannot_be_updated_fails_at_once(
         op.execute(context)
     assert fake.calls == []
     waiter.assert_not_called()
+
+
+# --- compare-and-swap of the lineage (issue 15.1) ---------------------------------------------------
+
+NEWER_JOB = "active-learning-20261128-4e5f6a7b"
+NEWER_ARTIFACT = f"s3://{BUCKET}/active-learning/training/{NEWER_JOB}/output/model.tar.gz"
+
+
+def _newer_model_serves(sm: Any) -> str:
+    """Another day's update landed: the endpoint serves a model trained after ``JOB`` started."""
+    _train(sm, NEWER_JOB)
+    newer = model_name("active-learning", NEWER_ARTIFACT)
+    sm.create_model(
+        ModelName=newer,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": NEWER_ARTIFACT},
+        ExecutionRoleArn=ROLE_ARN,
+    )
+    config = endpoint_config_name("active-learning", newer, {"instance": INSTANCE})
+    sm.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": newer,
+                "InitialInstanceCount": 1,
+                "InstanceType": INSTANCE,
+            }
+        ],
+    )
+    endpoint = _backend().endpoints[ENDPOINT]
+    endpoint.endpoint_config_name = config
+    endpoint.production_variants = endpoint._process_production_variants(
+        _backend().endpoint_configs[config].production_variants
+    )
+    return config
+
+
+def test_clearing_an_old_days_update_never_puts_its_older_model_back(
+    aws: Any, context: dict[str, Any]
+) -> None:
+    newer_config = _newer_model_serves(aws)
+    op, fake = _update()
+
+    with pytest.raises(AirflowSkipException) as skipped:
+        op.execute(context)
+
+    message = str(skipped.value)
+    assert f"{JOB} was trained from {SERVING_ARTIFACT}" in message
+    assert f"now serves {model_name('active-learning', NEWER_ARTIFACT)} ({NEWER_ARTIFACT})" in message
+    assert fake.calls == []
+    assert aws.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == newer_config
+    # refused before anything was created for the old model
+    assert NEW_CONFIG not in {c["EndpointConfigName"] for c in aws.list_endpoint_configs()["EndpointConfigs"]}
+
+
+def test_the_gate_skips_a_model_trained_from_one_that_no_longer_serves(context: dict[str, Any]) -> None:
+    with mock_aws():
+        sm = boto3.client("sagemaker", region_name=REGION)
+        _serve(sm, {TAG_VALIDATION_MAP: "0.100000"})
+        _train(sm)
+        _newer_model_serves(sm)
+        with pytest.raises(AirflowSkipException, match=f"{JOB} was trained from {SERVING_ARTIFACT}"):
+            _gate({**TRAINING, "validation_map": 0.99}).execute(context)
+
+
+def test_an_update_that_lands_while_waiting_is_not_taken_for_a_rollback(
+    aws: Any, context: dict[str, Any]
+) -> None:
+    """A try found another update under way and waited: afterwards a third model serves, so this
+    job's update is refused (skipped), not reported as a rollback of its own model."""
+    _backend().endpoints[ENDPOINT].endpoint_status = "Updating"
+    op, fake = _update(deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(context)
+    _newer_model_serves(aws)
+    _backend().endpoints[ENDPOINT].endpoint_status = "InService"
+
+    with pytest.raises(AirflowSkipException, match="another update landed since"):
+        op.execute_complete(context, {"status": "success", "job_name": ENDPOINT})
+    assert fake.calls == []
+    job_arn = aws.describe_training_job(TrainingJobName=JOB)["TrainingJobArn"]
+    assert TAG_REJECTED not in {tag["Key"] for tag in aws.list_tags(ResourceArn=job_arn)["Tags"]}

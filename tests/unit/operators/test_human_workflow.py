@@ -335,6 +335,7 @@ def test_execute_defers_while_initializing_when_deferrable(
         "aws_conn_id": None,
         "region_name": REGION,
         "botocore_config": client_config(),  # the package's retries, in the triggerer too
+        "carried_requests": {"calls": 0, "retried_calls": 0, "retries": {}},  # none watched here
     }
     context["ti"].xcom_push.assert_called_once()  # the console link is there while it waits
 

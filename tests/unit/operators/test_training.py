@@ -11,7 +11,12 @@ from unittest import mock
 import boto3
 import pytest
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, TaskDeferred
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
@@ -36,7 +41,7 @@ SERVING_ARTIFACT = f"s3://{BUCKET}/active-learning/training/seed/output/model.ta
 DAY = "2026-11-26"
 JOB = training_job_name("active-learning", DAY, SERVING_ARTIFACT)
 LINES_PER_DAY = {"2026-11-25": 12, "2026-11-26": 13, "2026-11-27": 7}
-LINES_UP_TO_DAY = 25
+ALL_LINES = 32  # every day's, a later day's included: all labels so far
 FIXED_VALIDATION = f"s3://{BUCKET}/active-learning/validation/fixed.manifest"
 
 
@@ -90,7 +95,7 @@ def _serve(training_lines: str = "0") -> None:
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    """moto with the labelled days in S3 (a later day too, which a run must not use)."""
+    """moto with the labelled days in S3 (a later day's too: whichever day trains next uses them)."""
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=BUCKET)
@@ -152,7 +157,7 @@ def _spy_create(op: IncrementalTrainingOperator) -> mock.MagicMock:
 
 
 @pytest.mark.usefixtures("serving")
-def test_starts_one_job_on_every_label_up_to_the_day(s3: Any, context: dict[str, Any]) -> None:
+def test_starts_one_job_on_every_label_so_far(s3: Any, context: dict[str, Any]) -> None:
     op = _operator()
     create = _spy_create(op)
 
@@ -186,8 +191,10 @@ def test_starts_one_job_on_every_label_up_to_the_day(s3: Any, context: dict[str,
     validation = _read(s3, f"{input_prefix}/validation.manifest")
     assert train
     assert validation
-    assert len(train) + len(validation) == LINES_UP_TO_DAY
-    assert _refs(train) | _refs(validation) == _refs(_lines_of("2026-11-25") + _lines_of("2026-11-26"))
+    assert len(train) + len(validation) == ALL_LINES
+    assert _refs(train) | _refs(validation) == _refs(
+        [line for day in LINES_PER_DAY for line in _lines_of(day)]
+    )
     assert not _refs(train) & _refs(validation)
 
     hyperparameters = request["HyperParameters"]
@@ -196,13 +203,13 @@ def test_starts_one_job_on_every_label_up_to_the_day(s3: Any, context: dict[str,
     assert hyperparameters["num_training_samples"] == str(len(train))
     assert hyperparameters["num_classes"] == "20"
     tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
-    assert tags == {TAG_TRAINING_LINES: str(LINES_UP_TO_DAY), TAG_BASE_MODEL: SERVING_ARTIFACT}
+    assert tags == {TAG_TRAINING_LINES: str(ALL_LINES), TAG_BASE_MODEL: SERVING_ARTIFACT}
 
     assert result == {
         "training_job_name": JOB,
         "model_data_url": f"s3://{BUCKET}/active-learning/training/{JOB}/output/model.tar.gz",
         "validation_map": 0.6,
-        "training_lines": LINES_UP_TO_DAY,
+        "training_lines": ALL_LINES,
     }
     assert context["ti"].xcom_push.call_args.kwargs["key"] == "sagemaker_training_job"
     assert context["ti"].xcom_push.call_args.kwargs["value"]["job_name"] == JOB
@@ -219,8 +226,8 @@ def test_fixed_validation_manifest_puts_every_line_in_train(s3: Any, context: di
     channels = {channel["ChannelName"]: channel for channel in request["InputDataConfig"]}
     assert channels["validation"]["DataSource"]["S3DataSource"]["S3Uri"] == FIXED_VALIDATION
     train = _read(s3, f"active-learning/training/{JOB}/input/train.manifest")
-    assert len(train) == LINES_UP_TO_DAY
-    assert request["HyperParameters"]["num_training_samples"] == str(LINES_UP_TO_DAY)
+    assert len(train) == ALL_LINES
+    assert request["HyperParameters"]["num_training_samples"] == str(ALL_LINES)
 
 
 @pytest.mark.usefixtures("serving")
@@ -279,7 +286,7 @@ def test_a_completed_job_whose_model_was_rolled_back_is_followed_by_a_new_attemp
 
 def test_no_new_label_never_trains_even_with_min_new_labels_0(s3: Any, context: dict[str, Any]) -> None:
     """Issue 7.5: a rerun of a day whose model already serves found 0 new lines and trained again."""
-    _serve(training_lines=str(LINES_UP_TO_DAY))
+    _serve(training_lines=str(ALL_LINES))
     op = _operator({**SETTINGS, "min_new_labels": 0})
     create = _spy_create(op)
 
@@ -289,11 +296,15 @@ def test_no_new_label_never_trains_even_with_min_new_labels_0(s3: Any, context: 
 
 
 def test_too_few_new_labels_skips_without_training(s3: Any, context: dict[str, Any]) -> None:
-    _serve(training_lines=str(LINES_UP_TO_DAY - 4))
+    _serve(training_lines=str(ALL_LINES - 4))
     op = _operator()
     create = _spy_create(op)
 
-    with pytest.raises(AirflowSkipException, match=r"4 new labelled images .*min_new_labels=5"):
+    with pytest.raises(
+        AirflowSkipException,
+        match=r"4 new labelled images since the serving model, which was trained on 28 of the 32 labelled "
+        r"so far \(min_new_labels=5\)",
+    ):
         op.execute(context)
     create.assert_not_called()
 
@@ -326,3 +337,39 @@ def test_execute_complete_with_a_timeout_event_raises(context: dict[str, Any]) -
 def test_no_endpoint_raises(context: dict[str, Any]) -> None:
     with pytest.raises(AirflowException, match=f"Endpoint {ENDPOINT} does not exist"):
         _operator().execute(context)
+
+
+def test_a_serving_model_trained_on_more_lines_than_remain_skips_with_a_clear_reason(
+    s3: Any, context: dict[str, Any]
+) -> None:
+    """Issue 15.10: the message read "-8 new labelled images"."""
+    _serve(training_lines=str(ALL_LINES + 8))
+    with pytest.raises(AirflowSkipException, match=r"^0 new labelled images .* trained on 40 of the 32 "):
+        _operator().execute(context)
+
+
+def test_a_manifest_line_outside_the_loops_prefix_fails_training_naming_the_day_and_line(
+    s3: Any, context: dict[str, Any]
+) -> None:
+    """Issue 15.8: it was copied into train.manifest, for SageMaker to read with the execution role."""
+    _serve()
+    lines = [
+        *_lines_of("2026-11-26"),
+        {**_line("2026-11-26", 99), "source-ref": "s3://other-team/private/a.jpg"},
+    ]
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="active-learning/runs/2026-11-26/augmented.manifest",
+        Body="".join(json.dumps(line) + "\n" for line in lines),
+    )
+    op = _operator()
+    create = _spy_create(op)
+
+    with pytest.raises(
+        AirflowFailException,
+        match=r"the source-ref of line 14 of runs/2026-11-26/augmented.manifest "
+        r"'s3://other-team/private/a.jpg' is outside s3://my-bucket/active-learning/",
+    ):
+        op.execute(context)
+    create.assert_not_called()
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="active-learning/training/")

@@ -395,7 +395,8 @@ def test_timeout_with_fail_raises(never_done: Any) -> None:
 
 
 @pytest.mark.parametrize("windowed", [False, True])
-def test_deferrable_execute_defers_to_the_trigger_without_any_call(windowed: bool) -> None:
+def test_deferrable_execute_checks_once_then_defers_to_the_trigger(windowed: bool) -> None:
+    """Issue 15.5: one check before deferring; the trigger checks first one interval later."""
     sensor = make_sensor(
         loops=7,
         windowed=windowed,
@@ -408,11 +409,17 @@ def test_deferrable_execute_defers_to_the_trigger_without_any_call(windowed: boo
     )
     calls = count_list_calls(sensor)
     before = datetime.now(UTC)
-    with Stubber(sensor.hook.conn), pytest.raises(TaskDeferred) as deferred:
-        sensor.execute({})
+    with Stubber(sensor.hook.conn) as stub:
+        stub.add_response(
+            "list_human_loops",
+            {"HumanLoopSummaries": [summary(loop(i), "InProgress") for i in range(7)]},
+            WINDOW_PARAMS if windowed else BASE_PARAMS,
+        )
+        with pytest.raises(TaskDeferred) as deferred:
+            sensor.execute({})
     after = datetime.now(UTC)
 
-    assert calls == []
+    assert len(calls) == 1
     assert deferred.value.method_name == "execute_complete"
     trigger = deferred.value.trigger
     assert isinstance(trigger, HumanLoopTrigger)
@@ -432,7 +439,22 @@ def test_deferrable_execute_defers_to_the_trigger_without_any_call(windowed: boo
         "region_name": "us-east-1",
         "verify": False,
         "botocore_config": {"retries": {"mode": "standard"}},
+        "carried_requests": {"calls": 0, "retried_calls": 0, "retries": {}},  # none watched here
     }
+
+
+def test_deferrable_execute_done_at_the_first_check_never_defers() -> None:
+    """Issue 15.5: a trigger that would fire at once loses the try to apache/airflow#72716."""
+    sensor = make_sensor(deferrable=True)
+    with Stubber(sensor.hook.conn) as stub:
+        stub.add_response(
+            "list_human_loops",
+            {"HumanLoopSummaries": [summary(loop(i), "Completed") for i in range(3)]},
+            BASE_PARAMS,
+        )
+        result = sensor.execute({})
+
+    assert (result["expected"], result["completed"], result["timed_out"]) == (3, 3, False)
 
 
 def event(status: str, counts: dict[str, int], failures: dict[str, str] | None = None) -> dict[str, Any]:

@@ -7,10 +7,12 @@ import importlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from botocore.hooks import HierarchicalEmitter
 
 from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.triggers import review_wait
@@ -64,6 +66,8 @@ class FakeClient:
         self.checks = list(checks)
         self.paginators: list[str] = []
         self.paginate_calls: list[dict[str, Any]] = []
+        # botocore's event system: each page fetched emits after-call, as a real client does
+        self.meta = SimpleNamespace(events=HierarchicalEmitter())
 
     def get_paginator(self, name: str) -> FakeClient:
         self.paginators.append(name)
@@ -73,11 +77,14 @@ class FakeClient:
         self.paginate_calls.append(kwargs)
         return self._pages(self.checks.pop(0))
 
-    @staticmethod
-    async def _pages(pages: list[dict[str, Any]] | Exception) -> AsyncIterator[dict[str, Any]]:
+    async def _pages(self, pages: list[dict[str, Any]] | Exception) -> AsyncIterator[dict[str, Any]]:
         if isinstance(pages, Exception):
             raise pages
         for item in pages:
+            operation = SimpleNamespace(name="ListHumanLoops")
+            self.meta.events.emit(
+                "after-call.sagemaker-a2i-runtime.ListHumanLoops", parsed=item, model=operation
+            )
             yield item
 
 
@@ -119,6 +126,11 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     monkeypatch.setattr(review_wait.asyncio, "sleep", sleep)
     return recorded
+
+
+def requests(calls: int) -> dict[str, Any]:
+    """An event's ``aws_requests`` for ``calls`` requests, none retried."""
+    return {"calls": calls, "retried_calls": 0, "retries": {}}
 
 
 def run_with(
@@ -212,9 +224,10 @@ def test_run_polls_until_done_then_sends_one_success_event(
                 "counts": {"Completed": 1, "Failed": 1},
                 "failures": {loop(1): "The worker task expired"},
             },
+            "aws_requests": requests(3),  # one page, then two
         }
     ]
-    assert sleeps == [0.01]
+    assert sleeps == [0.01, 0.01]  # never a first check at once (apache/airflow#72716)
     assert client.paginators == ["list_human_loops", "list_human_loops"]
     assert client.checks == []
     assert (connection.entered, connection.exited) == (1, 1)
@@ -235,7 +248,7 @@ def test_run_pages_with_the_run_filter(monkeypatch: pytest.MonkeyPatch, sleeps: 
         }
     ]
     assert isinstance(client.paginate_calls[0]["CreationTimeAfter"], datetime)
-    assert sleeps == []
+    assert sleeps == [0]
 
 
 def test_created_before_defaults_to_none_and_survives_serialization() -> None:
@@ -279,7 +292,7 @@ def test_run_finishes_early_once_enough_loops_completed(
 
     assert [event["status"] for event in events] == ["success"]
     assert events[0]["progress"]["counts"] == {"Completed": 8, "InProgress": 1}
-    assert sleeps == []
+    assert sleeps == [0]
 
 
 def test_run_sends_a_timeout_event_after_the_deadline(
@@ -294,9 +307,10 @@ def test_run_sends_a_timeout_event_after_the_deadline(
         {
             "status": "timeout",
             "progress": {"expected": 2, "counts": {"Completed": 1, "InProgress": 1}, "failures": {}},
+            "aws_requests": requests(1),
         }
     ]
-    assert sleeps == []
+    assert sleeps == [0]
     assert len(client.paginate_calls) == 1
 
 
@@ -327,13 +341,34 @@ def test_run_sends_an_error_event_when_the_client_raises(
             "status": "error",
             "message": "ClientError: An error occurred (ThrottlingException) when calling the "
             "ListHumanLoops operation: Rate exceeded",
+            "aws_requests": requests(1),
         }
     ]
-    assert sleeps == [0]
+    assert sleeps == [0, 0]
     assert (connection.entered, connection.exited) == (1, 1)
 
 
 def test_run_sends_an_error_event_when_no_client_can_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
     events = run_with(monkeypatch, make_trigger(), ModuleNotFoundError("No module named 'aiobotocore'"))
 
-    assert events == [{"status": "error", "message": "ModuleNotFoundError: No module named 'aiobotocore'"}]
+    assert events == [
+        {
+            "status": "error",
+            "message": "ModuleNotFoundError: No module named 'aiobotocore'",
+            "aws_requests": requests(0),
+        }
+    ]
+
+
+def test_the_event_counts_the_requests_the_task_made_before_it_deferred_and_the_triggers(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    """Issue 15.6: requests before a deferral and the trigger's polling were in no "AWS requests" line."""
+    client = FakeClient([[page(summary(loop(0), "Completed"), summary(loop(1), "Completed"))]])
+    carried = {"calls": 4, "retried_calls": 1, "retries": {"PutObject": 2}}
+    trigger = make_trigger(carried_requests=carried)
+    assert HumanLoopTrigger(**trigger.serialize()[1]).carried_requests == carried
+
+    (event,) = run_with(monkeypatch, trigger, FakeConnection(client))
+
+    assert event["aws_requests"] == {"calls": 5, "retried_calls": 1, "retries": {"PutObject": 2}}

@@ -54,6 +54,7 @@ def test_serialize_uses_the_plugin_classpath_and_all_arguments() -> None:
         "waiter_max_attempts": 40,
         "aws_conn_id": "aws_a2i",
         "region_name": REGION,
+        "carried_requests": None,
     }
 
 
@@ -160,7 +161,13 @@ def test_run_yields_success_once_the_flow_definition_is_active(
 
     events = _run(_trigger())
 
-    assert [event.payload for event in events] == [{"status": "success", "flow_definition_name": FD_NAME}]
+    assert [event.payload for event in events] == [
+        {
+            "status": "success",
+            "flow_definition_name": FD_NAME,
+            "aws_requests": {"calls": 3, "retried_calls": 0, "retries": {}},
+        }
+    ]
     (hook,) = hooks_used
     assert isinstance(hook, HumanWorkflowHook)
     assert hook.region_name == REGION
