@@ -19,6 +19,16 @@ from active_learning.reviews import ReviewAnswer, ReviewedImage
 
 DEFAULT_ATTRIBUTE_NAME = "a2i-retraining"
 CONSENSUS_IOU = 0.5
+# A worker's answer with more boxes is refused (far above the seed's VOC images, at most 42 objects).
+DEFAULT_MAX_BOXES = 100
+SHOWN_CHARACTERS = 64  # of a reviewer's value quoted in a report or a log line
+LONGEST_S3_URI = 1100  # s3:// + a 63-character bucket + / + a 1,024-byte key
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """A reviewer's value as a report quotes it: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class ManifestConversionError(ValueError):
@@ -46,19 +56,32 @@ class _Box:
 class DroppedBox:
     """A reviewer's box left out of the manifest line, and why (for the conversion report).
 
-    :param answer: the index of the worker's answer in ``humanAnswers``.
-    :param box: the index of the box in that answer's ``boundingBoxes``.
-    :param label: the box's label as the worker gave it.
-    :param reason: why it was left out (outside the image, no size, unknown label).
+    :param answer: the index of the worker's answer in ``humanAnswers`` (or of the annotation).
+    :param box: the box's entry in that answer's list (``boundingBoxes``, or Label Studio's ``result``).
+    :param label: the box's label as the worker gave it (a long one cut, as :func:`shown` cuts it).
+    :param reason: why it was left out (outside the image, no size, unknown label, not a box).
+    :param field: the entry's name in the answer (``boundingBoxes[3]``, ``result[3]``).
     """
 
     answer: int
     box: int
     label: Any
     reason: str
+    field: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "box": self.box, "label": self.label, "reason": self.reason}
+        label = (
+            self.label
+            if not isinstance(self.label, str) or len(self.label) <= SHOWN_CHARACTERS
+            else shown(self.label)
+        )
+        return {
+            "answer": self.answer,
+            "box": self.box,
+            "field": self.field,
+            "label": label,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +122,18 @@ def _answer(
     index: int,
     class_ids: Mapping[str, int],
     dropped: list[DroppedBox],
+    max_boxes: int,
 ) -> _Answer:
     """One worker's answer; boxes with an unknown label or no area in the image go to ``dropped``."""
     try:
         _parse_time(answer.submission_time)
     except (TypeError, ValueError) as err:
         raise ManifestConversionError(f"{where}: not a bounding-box answer ({err!r})") from err
+    if len(answer.boxes) > max_boxes:
+        raise ManifestConversionError(
+            f"{where}: {answer.boxes_field} holds {len(answer.boxes)} boxes, more than "
+            f"max_boxes_per_image={max_boxes}; none of them is used"
+        )
     sizes = [_number(answer.image_width, where, f"{answer.size_field}.width")]
     sizes.append(_number(answer.image_height, where, f"{answer.size_field}.height"))
     if any(value != int(value) for value in sizes):
@@ -114,27 +143,31 @@ def _answer(
     width, height = (int(value) for value in sizes)
     if width <= 0 or height <= 0:
         raise ManifestConversionError(f"{where}: image size {width}x{height} is not positive")
-    dropped.extend(DroppedBox(index, number, label, reason) for number, label, reason in answer.problems)
+
+    def drop(number: int, label: Any, reason: str) -> None:
+        dropped.append(DroppedBox(index, number, label, reason, f"{answer.boxes_field}[{number}]"))
+
+    for number, label, reason in answer.problems:
+        drop(number, label, reason)
     boxes: list[_Box] = []
-    for number, raw_box in enumerate(answer.boxes):
-        field = answer.box_field(number)
+    for position, raw_box in enumerate(answer.boxes):
+        number = answer.box_number(position)
+        field = f"{answer.boxes_field}[{number}]"
         if not isinstance(raw_box, Mapping) or not {"left", "top", "width", "height"} <= raw_box.keys():
-            raise ManifestConversionError(f"{where}: malformed box {field}: {raw_box!r}")
+            raise ManifestConversionError(f"{where}: malformed box {field}: {shown(raw_box)}")
         left, top, box_width, box_height = (
             _number(raw_box[name], where, f"{field}.{name}") for name in ("left", "top", "width", "height")
         )
         label = raw_box.get("label")
-        if label not in class_ids:
-            dropped.append(DroppedBox(index, number, label, f"label {label!r} is not in the class list"))
+        if not isinstance(label, str) or label not in class_ids:
+            drop(number, label, f"label {shown(label)} is not in the class list")
             continue
         if box_width <= 0 or box_height <= 0:
-            reason = f"size {box_width:g}x{box_height:g} is not positive"
-            dropped.append(DroppedBox(index, number, label, reason))
+            drop(number, label, f"size {box_width:g}x{box_height:g} is not positive")
             continue
         clipped = clip_box(left, top, left + box_width, top + box_height, width, height)
         if clipped is None:
-            reason = f"no area inside the {width}x{height} image"
-            dropped.append(DroppedBox(index, number, label, reason))
+            drop(number, label, f"no area inside the {width}x{height} image")
             continue
         boxes.append(_Box(class_ids[label], *clipped))
     return _Answer(boxes, width, height, answer.submission_time)
@@ -145,7 +178,14 @@ def _consolidate(answers: Sequence[_Answer]) -> list[tuple[_Box, int]]:
 
     A box agrees with another when it has the same class and IoU >= 0.5. Each worker's box is
     used in at most one consolidated box; the consolidated box is the mean of the agreeing boxes.
+    Boxes are compared within their class only (near-linear in boxes for a spread of classes).
     """
+    by_class: list[dict[int, list[int]]] = []
+    for answer in answers:
+        buckets: dict[int, list[int]] = {}
+        for index, box in enumerate(answer.boxes):
+            buckets.setdefault(box.class_id, []).append(index)
+        by_class.append(buckets)
     used: set[tuple[int, int]] = set()
     kept: list[tuple[_Box, int]] = []
     for worker, answer in enumerate(answers):
@@ -155,9 +195,9 @@ def _consolidate(answers: Sequence[_Answer]) -> list[tuple[_Box, int]]:
             group = [(worker, index)]
             for other in range(worker + 1, len(answers)):
                 candidates = [
-                    (iou(box.ltwh, candidate.ltwh), other_index)
-                    for other_index, candidate in enumerate(answers[other].boxes)
-                    if (other, other_index) not in used and candidate.class_id == box.class_id
+                    (iou(box.ltwh, answers[other].boxes[other_index].ltwh), other_index)
+                    for other_index in by_class[other].get(box.class_id, ())
+                    if (other, other_index) not in used
                 ]
                 best = max(candidates, default=None)
                 if best is not None and best[0] >= CONSENSUS_IOU:
@@ -210,12 +250,12 @@ def a2i_review(output: Mapping[str, Any]) -> ReviewedImage:
                 image_height=size["height"],
                 boxes=tuple(raw_boxes) if isinstance(raw_boxes, list) else raw_boxes,
                 submission_time=str(raw["submissionTime"]),
-                box_fields=tuple(f"boundingBoxes[{n}]" for n in range(len(raw_boxes))),
+                boxes_field="boundingBoxes",
                 size_field="inputImageProperties",
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ManifestConversionError(
-                f"human loop {loop!r}, answer {index}: not a bounding-box answer ({err!r})"
+                f"human loop {loop!r}, answer {index}: not a bounding-box answer ({shown(err)})"
             ) from err
         if not isinstance(raw_boxes, list):
             raise ManifestConversionError(
@@ -229,66 +269,98 @@ def label_studio_review(task: Mapping[str, Any]) -> ReviewedImage:
     """The Label Studio adapter: one task with its annotations as a backend-neutral reviewed image.
 
     Each submitted annotation is one worker's answer (skipped ones are not answers); each
-    ``rectanglelabels`` result is one box in percent of ``original_width``/``original_height``,
-    turned into pixels. A rotated box is reported as dropped (the manifest has axis-aligned boxes).
+    ``rectanglelabels`` result with one label is one box in percent of ``original_width``/
+    ``original_height``, turned into pixels. Other results (a polygon, a box with no label or with
+    several, a rotated box: the manifest has axis-aligned boxes) are reported as dropped.
     The task's ``data`` carries ``name``, ``source``, ``width`` and ``height`` (set at import).
 
-    :raises ManifestConversionError: naming the task and what is wrong with it.
+    :raises ManifestConversionError: naming the task, the answer and the field that is wrong.
     """
     data = task.get("data") if isinstance(task, Mapping) else None
     if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
-        raise ManifestConversionError(f"Label Studio task {task.get('id')!r} has no review name in its data")
+        raise ManifestConversionError(
+            f"Label Studio task {shown(task.get('id'))} has no review name in its data"
+        )
     name = data["name"]
     source_ref = data.get("source")
     if not isinstance(source_ref, str) or not source_ref.startswith("s3://"):
         raise ManifestConversionError(f"Label Studio task {name!r}: data.source is not an S3 URI")
+    annotations = task.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise ManifestConversionError(f"Label Studio task {name!r}: annotations is not a list")
+    submitted = [a for a in annotations if not (isinstance(a, Mapping) and a.get("was_cancelled"))]
     answers = []
-    for index, annotation in enumerate(
-        a for a in task.get("annotations") or () if not a.get("was_cancelled")
-    ):
-        results = [r for r in annotation.get("result") or () if r.get("type") == "rectanglelabels"]
-        width = results[0].get("original_width") if results else data.get("width")
-        height = results[0].get("original_height") if results else data.get("height")
-        boxes: list[Any] = []
-        problems: list[tuple[int, Any, str]] = []
-        for number, result in enumerate(results):
-            value = result.get("value") or {}
-            labels = value.get("rectanglelabels") or [None]
-            if (result.get("original_width"), result.get("original_height")) != (width, height):
-                raise ManifestConversionError(
-                    f"Label Studio task {name!r}, answer {index}: result[{number}] is on a "
-                    f"{result.get('original_width')}x{result.get('original_height')} image, "
-                    f"not {width}x{height}"
-                )
-            if value.get("rotation"):
-                problems.append((len(boxes), labels[0], f"rotated by {value['rotation']:g} degrees"))
-                continue
-            try:
-                boxes.append(
-                    {
-                        "label": labels[0],
-                        "left": value["x"] * width / 100,
-                        "top": value["y"] * height / 100,
-                        "width": value["width"] * width / 100,
-                        "height": value["height"] * height / 100,
-                    }
-                )
-            except (KeyError, TypeError) as err:
-                raise ManifestConversionError(
-                    f"Label Studio task {name!r}, answer {index}: result[{number}] is not a box ({err!r})"
-                ) from err
-        answers.append(
-            ReviewAnswer(
-                image_width=width,
-                image_height=height,
-                boxes=tuple(boxes),
-                submission_time=str(annotation.get("updated_at") or annotation.get("created_at")),
-                box_fields=tuple(f"result[{n}]" for n in range(len(boxes))),
-                size_field="original",
-                problems=tuple(problems),
-            )
-        )
+    for index, annotation in enumerate(submitted):
+        where = f"Label Studio task {name!r}, answer {index}"
+        results = annotation.get("result") if isinstance(annotation, Mapping) else annotation
+        if results is None:
+            results = []
+        if not isinstance(results, list):
+            raise ManifestConversionError(f"{where}: result is not a list: {shown(results)}")
+        answers.append(_label_studio_answer(results, annotation, data, where))
     return ReviewedImage("Label Studio task", name, source_ref, tuple(answers), f"label-studio/{name}")
+
+
+def _label_studio_answer(
+    results: list[Any], annotation: Mapping[str, Any], data: Mapping[str, Any], where: str
+) -> ReviewAnswer:
+    """One annotation's ``result`` list as pixel boxes on the image size its results give."""
+    rectangles = [r for r in results if isinstance(r, Mapping) and r.get("type") == "rectanglelabels"]
+    width = rectangles[0].get("original_width") if rectangles else data.get("width")
+    height = rectangles[0].get("original_height") if rectangles else data.get("height")
+    boxes: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    problems: list[tuple[int, Any, str]] = []
+    for number, result in enumerate(results):
+        field = f"result[{number}]"
+        if not isinstance(result, Mapping):
+            raise ManifestConversionError(f"{where}: {field} is not an object: {shown(result)}")
+        value = result.get("value")
+        if not isinstance(value, Mapping):
+            raise ManifestConversionError(f"{where}: {field}.value is not an object: {shown(value)}")
+        kind = result.get("type")
+        labels = value.get(kind) if isinstance(kind, str) else None
+        labels = labels if isinstance(labels, list) else []
+        label = labels[0] if labels else None
+        if kind != "rectanglelabels":
+            problems.append((number, label, f"a {shown(kind)} result, not a labelled box"))
+            continue
+        if len(labels) != 1:
+            problems.append((number, label, f"{len(labels)} labels on one box: {shown(labels)}"))
+            continue
+        if (result.get("original_width"), result.get("original_height")) != (width, height):
+            raise ManifestConversionError(
+                f"{where}: {field} is on a {shown(result.get('original_width'))}x"
+                f"{shown(result.get('original_height'))} image, not {shown(width)}x{shown(height)}"
+            )
+        if _number(value.get("rotation", 0), where, f"{field}.value.rotation"):
+            problems.append((number, label, f"rotated by {value['rotation']:g} degrees"))
+            continue
+        image_width = _number(width, where, f"{field}.original_width")
+        image_height = _number(height, where, f"{field}.original_height")
+        x, y, box_width, box_height = (
+            _number(value.get(key), where, f"{field}.value.{key}") for key in ("x", "y", "width", "height")
+        )
+        boxes.append(
+            {
+                "label": label,
+                "left": x * image_width / 100,
+                "top": y * image_height / 100,
+                "width": box_width * image_width / 100,
+                "height": box_height * image_height / 100,
+            }
+        )
+        numbers.append(number)
+    return ReviewAnswer(
+        image_width=width,
+        image_height=height,
+        boxes=tuple(boxes),
+        submission_time=str(annotation.get("updated_at") or annotation.get("created_at")),
+        boxes_field="result",
+        box_numbers=tuple(numbers),
+        size_field="original",
+        problems=tuple(problems),
+    )
 
 
 def convert_review(
@@ -296,6 +368,8 @@ def convert_review(
     class_names: Sequence[str],
     attribute_name: str = DEFAULT_ATTRIBUTE_NAME,
     image_size: Callable[[str], tuple[int, int] | None] | None = None,
+    recorded: tuple[str, str] | None = None,
+    max_boxes: int = DEFAULT_MAX_BOXES,
 ) -> Conversion:
     """Turn one reviewed image, from any backend, into one augmented-manifest line.
 
@@ -309,12 +383,21 @@ def convert_review(
     :param image_size: gives the ``(width, height)`` an image (``source-ref``) had when it was
         predicted, or ``None`` when it was not; every worker must have seen that size. Without it,
         the workers must agree with the first answer's size.
+    :param recorded: the review's name and image as the run recorded them when it started it
+        (``human-loops.jsonl``): the answers must be for that image, whatever they claim.
+    :param max_boxes: the most boxes a worker's answer may hold (more: the review is an error).
     :returns: the line (``None`` when no box is left to train on: a line with empty annotations breaks
         the built-in algorithm's training) and the dropped boxes.
     :raises ManifestConversionError: naming the review and what is wrong (a malformed or
-        non-finite value names its field; a size that differs names both sizes).
+        non-finite value names its field; a size that differs names both sizes; answers for
+        another review or image than the run recorded name both).
     """
     kind, name, source_ref = review.kind, review.name, review.source_ref
+    if recorded is not None and (name, source_ref) != recorded:
+        raise ManifestConversionError(
+            f"{kind} {shown(name)} answers for {shown(source_ref, LONGEST_S3_URI)}, but the run "
+            f"recorded {recorded[0]!r} for {recorded[1]}: its answers are not used"
+        )
     expected = None
     if image_size is not None:
         expected = image_size(source_ref)
@@ -326,7 +409,7 @@ def convert_review(
     class_ids = {class_name: class_id for class_id, class_name in enumerate(class_names)}
     dropped: list[DroppedBox] = []
     answers = [
-        _answer(raw, f"{kind} {name!r}, answer {index}", index, class_ids, dropped)
+        _answer(raw, f"{kind} {name!r}, answer {index}", index, class_ids, dropped, max_boxes)
         for index, raw in enumerate(review.answers)
     ]
     if answers:
@@ -378,13 +461,15 @@ def convert_a2i_output(
     class_names: Sequence[str],
     attribute_name: str = DEFAULT_ATTRIBUTE_NAME,
     image_size: Callable[[str], tuple[int, int] | None] | None = None,
+    recorded: tuple[str, str] | None = None,
+    max_boxes: int = DEFAULT_MAX_BOXES,
 ) -> Conversion:
     """Turn one A2I output document (``output.json``) into one augmented-manifest line:
     :func:`convert_review` of :func:`a2i_review`.
 
     :raises ManifestConversionError: naming the human loop and what is wrong.
     """
-    return convert_review(a2i_review(output), class_names, attribute_name, image_size)
+    return convert_review(a2i_review(output), class_names, attribute_name, image_size, recorded, max_boxes)
 
 
 def a2i_output_to_manifest_line(

@@ -135,20 +135,24 @@ class ReviewAnswer:
 
     Values are as the backend gave them; ``manifest.convert_review`` validates them.
 
-    :param box_fields: how each box is named in the backend's document (for error messages).
-    :param problems: boxes the adapter could already not use, as ``(index, label, reason)``.
+    :param boxes_field: the list of boxes in the backend's document (for messages): its entry
+        ``n`` is ``<boxes_field>[n]``.
+    :param box_numbers: each box's entry in that list, when the adapter left entries out (not boxes).
+    :param problems: entries the adapter could already not use, as ``(entry, label, reason)``.
     """
 
     image_width: Any
     image_height: Any
     boxes: tuple[Any, ...]
     submission_time: str
-    box_fields: tuple[str, ...] = ()
+    boxes_field: str = "boxes"
+    box_numbers: tuple[int, ...] = ()
     size_field: str = "image size"
     problems: tuple[tuple[int, Any, str], ...] = ()
 
-    def box_field(self, index: int) -> str:
-        return self.box_fields[index] if index < len(self.box_fields) else f"boxes[{index}]"
+    def box_number(self, index: int) -> int:
+        """The entry of the ``index``-th box in the backend's list."""
+        return self.box_numbers[index] if index < len(self.box_numbers) else index
 
 
 @dataclass(frozen=True)

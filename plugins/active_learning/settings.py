@@ -18,12 +18,18 @@ from datetime import date
 from typing import Any
 
 from active_learning.classes import VOC_CLASSES, ClassListError, validate_class_names
-from active_learning.manifest import DEFAULT_ATTRIBUTE_NAME
+from active_learning.manifest import DEFAULT_ATTRIBUTE_NAME, DEFAULT_MAX_BOXES
 from active_learning.naming import A2I_NAME_PATTERN, SAGEMAKER_NAME_PATTERN
 from active_learning.reviews import REVIEW_BACKENDS
 from active_learning.selection import BOX_UNCERTAINTY, STRATEGIES
 
 BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# S3's general purpose bucket naming rules beyond the characters and length
+# (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html)
+IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+MAX_PREFIX_BYTES = 900  # of S3's 1,024-byte keys: room for runs/<day>/..., training/<job>/...
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 WORKTEAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/.{1,200}$")
 MAX_TASK_AVAILABILITY_SECONDS = 864_000
@@ -52,6 +58,36 @@ def _s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def bucket_name_problem(name: str) -> str | None:
+    """What makes ``name`` no S3 bucket name; ``None`` when it is one."""
+    if not BUCKET_PATTERN.match(name):
+        return "must be 3-63 lower-case letters, digits, dots and hyphens, a letter or digit at each end"
+    if ".." in name:
+        return "must not hold two adjacent dots"
+    if IP_ADDRESS.match(name):
+        return "must not be formatted as an IP address"
+    reserved = [p for p in RESERVED_BUCKET_PREFIXES if name.startswith(p)]
+    reserved += [s for s in RESERVED_BUCKET_SUFFIXES if name.endswith(s)]
+    if reserved:
+        return f"uses the reserved {reserved[0]!r}"
+    return None
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """What makes ``prefix`` no key prefix the loop can use; ``None`` when it is one ('' is the root)."""
+    if not prefix:
+        return None
+    if prefix.startswith("/") or prefix.endswith("/"):
+        return "must not start or end with '/'"
+    if any(ord(character) < 32 or ord(character) == 127 for character in prefix):
+        return "must not hold control characters"
+    if any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        return "must not hold empty, '.' or '..' segments"
+    if len(prefix.encode("utf-8")) > MAX_PREFIX_BYTES:
+        return f"must be at most {MAX_PREFIX_BYTES} bytes (S3 keys are at most 1,024)"
+    return None
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> ``(bucket, key)``."""
     if not uri.startswith("s3://") or "/" not in uri[5:]:
@@ -66,7 +102,7 @@ def is_s3_object_uri(uri: str) -> bool:
         bucket, key = split_s3_uri(uri)
     except ValueError:
         return False
-    return BUCKET_PATTERN.match(bucket) is not None and bool(key.strip("/")) and not key.endswith("/")
+    return bucket_name_problem(bucket) is None and bool(key.strip("/")) and not key.endswith("/")
 
 
 def setting(
@@ -156,6 +192,11 @@ class LoopSettings:
     task_count: int = setting(
         1, description="workers per image (answers are consolidated by majority)", minimum=1, maximum=3
     )
+    max_boxes_per_image: int = setting(
+        DEFAULT_MAX_BOXES,
+        description="most boxes a reviewer's answer may hold (one with more is an error, not trained on)",
+        minimum=1,
+    )
     task_time_limit_seconds: int = setting(3600, description="time a worker has for one image", minimum=30)
     task_availability_seconds: int = setting(
         MAX_TASK_AVAILABILITY_SECONDS,
@@ -217,7 +258,8 @@ class LoopSettings:
         for setting_field in fields(self):
             problem = value_problem(getattr(self, setting_field.name), setting_field.metadata)
             self._check(problem is None, setting_field.name, str(problem))
-        self._check(BUCKET_PATTERN.match(self.bucket) is not None, "bucket", "is not a valid S3 bucket name")
+        bucket_problem = bucket_name_problem(self.bucket)
+        self._check(bucket_problem is None, "bucket", f"is not a valid S3 bucket name: it {bucket_problem}")
         self._check(ROLE_ARN_PATTERN.match(self.role_arn) is not None, "role_arn", "is not an IAM role ARN")
         self._check(
             WORKTEAM_ARN_PATTERN.match(self.workteam_arn) is not None,
@@ -229,11 +271,8 @@ class LoopSettings:
             "endpoint_name",
             "must be 1-63 letters, digits and hyphens",
         )
-        self._check(
-            not self.prefix.startswith("/") and not self.prefix.endswith("/"),
-            "prefix",
-            "must not start or end with '/'",
-        )
+        problem = prefix_problem(self.prefix)
+        self._check(problem is None, "prefix", str(problem))
         self._check(
             A2I_NAME_PATTERN.match(self.resource_prefix) is not None and len(self.resource_prefix) <= 24,
             "resource_prefix",
@@ -253,7 +292,12 @@ class LoopSettings:
             "must be one of " + ", ".join(STRATEGIES),
         )
         self._check(
-            all(re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/", uri) for uri in self.allowed_s3_uris),
+            all(
+                uri.startswith("s3://")
+                and "/" in uri[5:]
+                and bucket_name_problem(uri[5:].split("/")[0]) is None
+                for uri in self.allowed_s3_uris
+            ),
             "allowed_s3_uris",
             "must be s3://bucket/... locations",
         )

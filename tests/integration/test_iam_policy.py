@@ -9,17 +9,19 @@ outputs, model artifacts, the algorithm image) against sagemaker-execution-role-
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from active_learning.hooks.models import builtin_image_uri
 from active_learning.settings import LoopSettings
 from emulator.demo import ENDPOINT, airflow_env
 from emulator.protocol import ACCOUNT_ID
 from emulator.seed import BUCKET, INITIAL_MODEL, PREFIX, VALIDATION_MANIFEST
-from tests.aws_contract import Permission, Policy, delegated_permissions, required_permissions
+from tests.aws_contract import _S3_ACTIONS, Permission, Policy, delegated_permissions, required_permissions
 from tests.integration.conftest import ROOT, EndToEndDay
 
 POLICIES = ROOT / "include" / "iam"
@@ -36,6 +38,8 @@ PLACEHOLDERS = {
     "Region": REGION,
     "Account": ACCOUNT_ID,
     "RoleArn": DEMO_ENV["AL_ROLE_ARN"],
+    # the account of the region's built-in algorithm image (emulator.protocol answers it as AWS does)
+    "AlgorithmAccount": builtin_image_uri(REGION).split(".", 1)[0],
 }
 
 
@@ -115,6 +119,11 @@ def sagemaker_arn(kind: str, name: str) -> str:
         Permission("s3:GetObject", f"arn:aws:s3:::another-bucket/{PREFIX}/runs/x.jsonl"),
         Permission("s3:GetObject", f"arn:aws:s3:::{BUCKET}/other-prefix/x.jsonl"),
         Permission("s3:PutObject", f"arn:aws:s3:::{BUCKET}/x.jsonl"),
+        # Airflow writes runs/ and training/ only: not the day's inputs, nor the reviewers' outputs
+        Permission("s3:PutObject", f"arn:aws:s3:::{BUCKET}/{PREFIX}/incoming/2026-11-26/a.jpg"),
+        Permission("s3:PutObject", f"arn:aws:s3:::{BUCKET}/{PREFIX}/a2i-output/fd/2026/11/26/output.json"),
+        Permission("s3:PutObject", f"arn:aws:s3:::{BUCKET}/{PREFIX}/validation/v.manifest"),
+        Permission("sagemaker:StopTrainingJob", sagemaker_arn("training-job", "active-learning-20261126-x")),
         Permission("s3:DeleteObject", f"arn:aws:s3:::{BUCKET}/{PREFIX}/runs/x.jsonl"),
         Permission("s3:ListBucket", f"arn:aws:s3:::{BUCKET}", (("s3:prefix", "other/"),)),
         Permission("s3:ListBucket", f"arn:aws:s3:::{BUCKET}"),  # no prefix: the whole bucket
@@ -191,3 +200,67 @@ def test_the_policies_grant_no_wildcard_actions_and_the_readme_explains_every_pl
         assert not re.search(r'"[a-z0-9]+:\*"', text), path
         for placeholder in set(re.findall(r"\$\{[A-Za-z]+\}", text)):
             assert f"`{placeholder}`" in readme, f"{placeholder} of {path.name} is not explained in README.md"
+
+
+# Calls the product's code makes under other names than their operations': the provider's hook
+# methods and the waiters (by what they call).
+INDIRECT_CALLS = {
+    "load_file": ("s3", "PutObject"),
+    "load_string": ("s3", "PutObject"),
+    "generate_presigned_url": ("s3", "GetObject"),  # Label Studio reads the image with Airflow's key
+    "endpoint_in_service": ("sagemaker", "DescribeEndpoint"),
+    "training_job_completed_or_stopped": ("sagemaker", "DescribeTrainingJob"),
+    "transform_job_completed_or_stopped": ("sagemaker", "DescribeTransformJob"),
+    "FlowDefinitionActive": ("sagemaker", "DescribeFlowDefinition"),
+}
+# Actions a call needs besides its own: tags given on create, the role handed to SageMaker, and
+# the abort of a failed multipart upload (boto3's upload_file, under S3Hook.load_file).
+IMPLIED_ACTIONS = {
+    ("s3", "PutObject"): {"s3:AbortMultipartUpload"},
+    ("sagemaker", "CreateModel"): {"sagemaker:AddTags", "iam:PassRole"},
+    ("sagemaker", "CreateTrainingJob"): {"sagemaker:AddTags", "iam:PassRole"},
+    ("sagemaker", "CreateFlowDefinition"): {"iam:PassRole"},
+}
+
+
+def operations_the_code_calls() -> set[tuple[str, str]]:
+    """The AWS operations the package's source names (as boto3 methods, paginators or waiters)."""
+    import botocore.session
+    from botocore import xform_name
+
+    source = "\n".join(
+        path.read_text()
+        for path in (ROOT / "plugins" / "active_learning").rglob("*")
+        if path.suffix in (".py", ".json")
+    )
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
+    session = botocore.session.get_session()
+    found = {call for word, call in INDIRECT_CALLS.items() if word in words}
+    for service in ("s3", "sagemaker", "sagemaker-a2i-runtime", "sagemaker-runtime"):
+        for operation in session.get_service_model(service).operation_names:
+            name = xform_name(operation)
+            if "_" in name and name in words:  # a one-word operation (Search) would match prose
+                found.add(("s3" if service == "s3" else "sagemaker", operation))
+    return found
+
+
+def test_every_action_the_airflow_policy_grants_is_one_a_call_of_the_code_needs() -> None:
+    """Issue 15.11: the policy and the code's calls, both ways, including calls a day does not
+    always make (a stop at a review timeout, a deletion by retention); nothing granted that no call
+    needs (StopTrainingJob and StopTransformJob were granted and never called)."""
+    needed: set[str] = set()
+    for signing_name, operation in operations_the_code_calls():
+        if signing_name == "s3":
+            needed.add(_S3_ACTIONS[operation][0])
+        else:
+            needed.add(f"sagemaker:{operation}")
+        needed |= IMPLIED_ACTIONS.get((signing_name, operation), set())
+    statements = json.loads(AIRFLOW_POLICY.read_text())["Statement"]
+    granted = {action for statement in statements for action in _as_list(statement["Action"])}
+    assert granted - needed == set(), "granted, and no call of the code needs it"
+    assert needed - granted == set(), "a call of the code needs it, and it is not granted"
+    assert "sagemaker:StopHumanLoop" in granted  # called only at a review timeout: found in the code
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value

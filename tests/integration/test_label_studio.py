@@ -178,6 +178,55 @@ def test_an_annotation_becomes_the_manifest_line_with_the_reviewers_box(
     assert line["a2i-retraining-metadata"]["job-name"] == f"label-studio/{task['data']['name']}"
 
 
+def test_only_the_runs_own_tasks_are_harvested_each_for_the_image_the_run_recorded(
+    connected: LabelStudioServer, aws: Callable[[str], Any]
+) -> None:
+    """Issue 15.7: a second task with the same name replaced the real task's boxes; a task whose
+    data.source named another image of the day wrote a manifest line for that other image."""
+    day = "2026-03-08"
+    records = put_day(aws, day, 2)
+    step = ReviewStep(settings("label_studio"), day)
+    started = step.start(step.set_up())
+    project = started["label_studio_project_id"]
+    real, other = sorted(day_tasks(connected, project, day), key=lambda t: t["data"]["source"])
+    ls = client(connected)
+    width, height = real["data"]["width"], real["data"]["height"]
+
+    def annotate(task_id: int, label: str) -> None:
+        box = {"label": label, "left": 10, "top": 12, "width": 30, "height": 20}
+        ls.call(
+            "POST",
+            f"/api/tasks/{task_id}/annotations/",
+            json={"result": [percent_result(box, width, height)]},
+        )
+
+    annotate(real["id"], DEMO_CLASSES[0])
+    # an impostor: the same name as the real task, the same day, other boxes, imported by someone else
+    ls.call("POST", f"/api/projects/{project}/import", json=[{"data": {**real["data"]}}])
+    (impostor_id,) = {t["id"] for t in day_tasks(connected, project, day)} - {real["id"], other["id"]}
+    annotate(impostor_id, DEMO_CLASSES[1])
+    # the other recorded task now says it shows the first image
+    ls.call(
+        "PATCH",
+        f"/api/tasks/{other['id']}",
+        json={"data": {**other["data"], "source": real["data"]["source"]}},
+    )
+    annotate(other["id"], DEMO_CLASSES[2])
+
+    assert step.manifest()["converted"] == 1
+    (line,) = read_lines(aws, day, "augmented.manifest")
+    assert line["source-ref"] == real["data"]["source"]
+    assert [box["class_id"] for box in line["a2i-retraining"]["annotations"]] == [0]  # not the impostor's
+    report = {entry["name"]: entry for entry in read_lines(aws, day, "manifest-report.jsonl")}
+    assert len(report) == len(records)  # the recorded tasks only
+    assert report[other["data"]["name"]]["outcome"] == "error"
+    assert report[other["data"]["name"]]["reason"] == (
+        f"conversion: Label Studio task {other['data']['name']!r} answers for {real['data']['source']!r}, "
+        f"but the run recorded {other['data']['name']!r} for {other['data']['source']}: "
+        "its answers are not used"
+    )
+
+
 def test_at_a_timeout_open_tasks_leave_the_queue_and_answers_are_harvested(
     connected: LabelStudioServer, aws: Callable[[str], Any]
 ) -> None:

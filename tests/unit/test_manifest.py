@@ -104,7 +104,13 @@ def test_unknown_label_drops_only_that_box_and_names_the_label() -> None:
         {"class_id": 7, "left": 10, "top": 10, "width": 20, "height": 20}
     ]
     assert [dropped.to_dict() for dropped in conversion.dropped_boxes] == [
-        {"answer": 0, "box": 0, "label": "unicorn", "reason": "label 'unicorn' is not in the class list"}
+        {
+            "answer": 0,
+            "box": 0,
+            "field": "boundingBoxes[0]",
+            "label": "unicorn",
+            "reason": "label 'unicorn' is not in the class list",
+        }
     ]
 
 

@@ -146,3 +146,117 @@ def test_a_request_keeps_the_models_most_confident_boxes() -> None:
     request = ReviewRequest.from_prediction("n", record, CLASSES, min_score=0.2, max_boxes=50)
     assert [b["label"] for b in request.boxes] == ["dog"]
     assert request.boxes[0]["left"] == pytest.approx(20)
+
+
+# --- answers that are what they claim, and bounded (issue 15.6, 15.9, 15.10) ---------------------
+
+
+def convert(*annotations: list[Any], **kwargs: Any) -> Any:
+    return convert_review(label_studio_review(task(*annotations)), CLASSES, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        # a 10**400 coordinate raised a bare OverflowError
+        (rect("cat", 10, 10, 20, 20, x=10**400), r"answer 0: result\[0\].value.x is not a finite number"),
+        # a string rotation raised a bare ValueError
+        (rect("cat", 10, 10, 20, 20, rotation="30"), r"answer 0: result\[0\].value.rotation is not a finite"),
+        (rect("cat", 10, 10, 20, 20, y=None), r"answer 0: result\[0\].value.y is not a finite number: None"),
+        ("not an object", r"answer 0: result\[0\] is not an object: 'not an object'"),
+        ({**rect("cat", 1, 1, 2, 2), "value": []}, r"answer 0: result\[0\].value is not an object"),
+    ],
+)
+def test_a_malformed_result_names_task_answer_and_field(result: Any, message: str) -> None:
+    with pytest.raises(ManifestConversionError, match=rf"Label Studio task 'al-2026-01-01-abc', {message}"):
+        convert([result])
+
+
+@pytest.mark.parametrize("result", [{"x": 1}, "boxes", 3])
+def test_a_result_that_is_not_a_list_names_task_and_answer(result: Any) -> None:
+    """A dict or string ``result`` raised a bare AttributeError."""
+    document = task([])
+    document["annotations"][0]["result"] = result
+    with pytest.raises(
+        ManifestConversionError, match="Label Studio task 'al-2026-01-01-abc', answer 0: result is not a list"
+    ):
+        label_studio_review(document)
+
+
+def test_polygons_and_boxes_with_two_labels_are_reported_as_dropped() -> None:
+    """They vanished without a dropped_boxes entry."""
+    polygon = {
+        "type": "polygonlabels",
+        "original_width": 200,
+        "original_height": 100,
+        "value": {"points": [[1, 1], [5, 5], [1, 5]], "polygonlabels": ["cat"]},
+    }
+    conversion = convert(
+        [polygon, rect("cat", 10, 10, 20, 20, rectanglelabels=["cat", "dog"]), rect("dog", 50, 10, 20, 20)]
+    )
+
+    assert conversion.line is not None
+    assert [(d.field, d.label, d.reason) for d in conversion.dropped_boxes] == [
+        ("result[0]", "cat", "a 'polygonlabels' result, not a labelled box"),
+        ("result[1]", "cat", "2 labels on one box: ['cat', 'dog']"),
+    ]
+
+
+def test_an_answer_with_more_boxes_than_the_bound_is_an_error_and_nothing_of_it_is_used() -> None:
+    """One annotation with 10,000 boxes became a 10,000-box manifest line."""
+    boxes = [rect("cat", n % 190, n % 90, 5, 5) for n in range(10_000)]
+    with pytest.raises(
+        ManifestConversionError,
+        match=r"answer 0: result holds 10000 boxes, more than max_boxes_per_image=100; none of them is used",
+    ):
+        convert(boxes)
+    assert convert(boxes[:30], max_boxes=30).line is not None
+
+
+def test_a_long_label_is_cut_in_the_report() -> None:
+    """A 10 MB label wrote a 20 MB report line and a 10 MB log line."""
+    conversion = convert([rect("x" * 10_000_000, 10, 10, 20, 20), rect("cat", 50, 10, 20, 20)])
+
+    (dropped,) = conversion.dropped_boxes
+    report = dropped.to_dict()
+    assert len(report["label"]) < 100
+    assert len(report["reason"]) < 150
+    assert report["reason"].startswith("label 'xxxx")
+
+
+def test_consolidation_stays_near_linear_in_boxes() -> None:
+    """3 workers x 3,000 boxes took 6 s (every box against every other); boxes are now compared
+    within their class only, and bounded first. Counted in IoU computations, not timed."""
+    from active_learning import manifest
+
+    calls = 0
+    real_iou = manifest.iou
+
+    def counting_iou(*args: Any) -> float:
+        nonlocal calls
+        calls += 1
+        return real_iou(*args)
+
+    classes = tuple(f"class-{n}" for n in range(50))
+    answer = [rect(classes[n % 50], (n * 7) % 190, (n * 3) % 90, 8, 8) for n in range(100)]
+    document = task(answer, answer, answer)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest, "iou", counting_iou)
+        conversion = convert_review(label_studio_review(document), classes)
+    assert conversion.line is not None
+    # 100 boxes of 50 classes (2 each) in 3 answers: at most 100 x 2 x 2 comparisons, not 100 x 100 x 2
+    assert calls <= 400
+
+
+def test_an_answer_for_another_image_than_the_run_recorded_names_both() -> None:
+    """A task whose data.source names another image of the day wrote a line for that other image."""
+    other = SOURCE.replace("a.png", "b.png")
+    with pytest.raises(
+        ManifestConversionError,
+        match=rf"Label Studio task 'al-2026-01-01-abc' answers for '{SOURCE}', but the run recorded "
+        rf"'al-2026-01-01-abc' for {other}: its answers are not used",
+    ):
+        convert([rect("cat", 10, 10, 20, 20)], recorded=("al-2026-01-01-abc", other))
+    line = convert([rect("cat", 10, 10, 20, 20)], recorded=("al-2026-01-01-abc", SOURCE)).line
+    assert line is not None
+    assert line["source-ref"] == SOURCE

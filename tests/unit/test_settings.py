@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from datetime import date
 
@@ -370,3 +371,52 @@ def test_the_selection_strategy_and_random_share_come_from_params() -> None:
         {**REQUIRED, "selection_strategy": "box-uncertainty", "random_share": "0.25"}
     )
     assert (settings.selection_strategy, settings.random_share) == ("box-uncertainty", 0.25)
+
+
+@pytest.mark.parametrize(
+    ("bucket", "problem"),
+    [
+        ("a..b", "must not hold two adjacent dots"),
+        ("192.168.1.1", "must not be formatted as an IP address"),
+        ("xn--abc", "uses the reserved 'xn--'"),
+        ("sthree-data", "uses the reserved 'sthree-'"),
+        ("data-s3alias", "uses the reserved '-s3alias'"),
+        ("data--ol-s3", "uses the reserved '--ol-s3'"),
+        ("ab", "must be 3-63 lower-case letters"),
+        ("-abc", "must be 3-63 lower-case letters"),
+    ],
+)
+def test_bucket_names_follow_s3s_full_rules(bucket: str, problem: str) -> None:
+    """Issue 15.10: 'a..b', '192.168.1.1' and 'xn--abc' passed."""
+    with pytest.raises(
+        SettingsError,
+        match=rf"setting bucket='{re.escape(bucket)}' is not a valid S3 bucket name: it {problem}",
+    ):
+        LoopSettings.from_mapping({**REQUIRED, "bucket": bucket})
+    with pytest.raises(SettingsError, match="allowed_s3_uris"):
+        LoopSettings.from_mapping({**REQUIRED, "allowed_s3_uris": f"s3://{bucket}/shared/"})
+
+
+@pytest.mark.parametrize(
+    ("prefix", "problem"),
+    [
+        ("a/../b", "must not hold empty, '.' or '..' segments"),
+        ("a//b", "must not hold empty, '.' or '..' segments"),
+        ("./a", "must not hold empty, '.' or '..' segments"),
+        ("a/\x00b", "must not hold control characters"),
+        ("a\nb", "must not hold control characters"),
+        ("p" * 901, "must be at most 900 bytes"),
+        ("é" * 451, "must be at most 900 bytes"),  # 902 bytes in UTF-8
+        ("/a", "must not start or end with '/'"),
+    ],
+)
+def test_prefixes_that_s3_or_the_loop_cannot_use_are_refused(prefix: str, problem: str) -> None:
+    """Issue 15.10: they were accepted, and the run then found 0 images and succeeded."""
+    with pytest.raises(SettingsError, match=rf"setting prefix=.* {re.escape(problem)}"):
+        LoopSettings.from_mapping({**REQUIRED, "prefix": prefix})
+
+
+def test_usable_buckets_and_prefixes_pass() -> None:
+    settings = LoopSettings.from_mapping({**REQUIRED, "bucket": "team.data-1", "prefix": "a.b/c-d/é"})
+    assert settings.root_uri == "s3://team.data-1/a.b/c-d/é/"
+    assert LoopSettings.from_mapping({**REQUIRED, "prefix": "p" * 900}).prefix == "p" * 900

@@ -87,7 +87,12 @@ class AugmentedManifestOperator(
                 bucket, key = split_s3_uri(output_uri)
                 output = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
                 conversion = convert_a2i_output(
-                    output, settings.class_names, settings.label_attribute, image_size=predicted_size
+                    output,
+                    settings.class_names,
+                    settings.label_attribute,
+                    image_size=predicted_size,
+                    recorded=(loop["name"], loop["source"]),
+                    max_boxes=settings.max_boxes_per_image,
                 )
             except Exception as err:  # one unusable loop is recorded with its reason; the others go on
                 kind = "conversion" if isinstance(err, ManifestConversionError) else type(err).__name__

@@ -241,13 +241,22 @@ def harvest(
     records: Sequence[Mapping[str, Any]],
     predicted_size: Callable[[str], tuple[int, int] | None],
 ) -> Iterator[dict[str, Any]]:
-    """One report per recorded task (``converted`` with its ``line``, ``skipped`` or ``error``)."""
-    tasks = {task["data"].get("name"): task for task in hook.day_tasks(project_id, day)}
+    """One report per recorded task (``converted`` with its ``line``, ``skipped`` or ``error``).
+
+    Only the tasks the run recorded count, found by their Label Studio id; each answer is for the
+    image of the run's record, never for what the task's data says (a task whose data disagrees
+    is an ``error`` naming both).
+    """
+    tasks = {task.get("id"): task for task in hook.day_tasks(project_id, day)}
     for record in records:
         report: dict[str, Any] = {"name": record["name"], "source": record["source"]}
-        task = tasks.get(record["name"])
+        task = tasks.get(record.get("task_id"))
         if task is None:
-            yield {**report, "outcome": "skipped", "reason": "the task is gone from Label Studio"}
+            yield {
+                **report,
+                "outcome": "skipped",
+                "reason": f"task {record.get('task_id')} is gone from Label Studio",
+            }
             continue
         status, reason = label_studio_status(task, settings.task_count)
         if status != "Completed":
@@ -255,7 +264,12 @@ def harvest(
             continue
         try:
             conversion = convert_review(
-                label_studio_review(task), settings.class_names, settings.label_attribute, predicted_size
+                label_studio_review(task),
+                settings.class_names,
+                settings.label_attribute,
+                predicted_size,
+                recorded=(record["name"], record["source"]),
+                max_boxes=settings.max_boxes_per_image,
             )
         except Exception as err:  # one unusable task is recorded with its reason; the others go on
             kind = "conversion" if isinstance(err, ManifestConversionError) else type(err).__name__

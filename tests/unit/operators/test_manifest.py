@@ -234,7 +234,13 @@ def test_converts_completed_loops_and_reports_every_loop(
         "name": unicorn,
         "source": source("unicorn.jpg"),
         "dropped_boxes": [
-            {"answer": 0, "box": 0, "label": "unicorn", "reason": "label 'unicorn' is not in the class list"}
+            {
+                "answer": 0,
+                "box": 0,
+                "field": "boundingBoxes[0]",
+                "label": "unicorn",
+                "reason": "label 'unicorn' is not in the class list",
+            }
         ],
         "outcome": "skipped",
         "reason": "no box left to train on",
@@ -325,11 +331,29 @@ def test_dropped_boxes_are_reported_per_loop_and_counted(
     report = {line["name"]: line for line in read_lines(s3, REPORT)}
     assert report[a]["outcome"] == "converted"
     assert report[a]["dropped_boxes"] == [
-        {"answer": 2, "box": 0, "label": "kitty", "reason": "label 'kitty' is not in the class list"},
-        {"answer": 2, "box": 2, "label": "dog", "reason": "no area inside the 640x480 image"},
+        {
+            "answer": 2,
+            "box": 0,
+            "field": "boundingBoxes[0]",
+            "label": "kitty",
+            "reason": "label 'kitty' is not in the class list",
+        },
+        {
+            "answer": 2,
+            "box": 2,
+            "field": "boundingBoxes[2]",
+            "label": "dog",
+            "reason": "no area inside the 640x480 image",
+        },
     ]
     assert report[b]["dropped_boxes"] == [
-        {"answer": 0, "box": 0, "label": "cat", "reason": "size 0x50 is not positive"}
+        {
+            "answer": 0,
+            "box": 0,
+            "field": "boundingBoxes[0]",
+            "label": "cat",
+            "reason": "size 0x50 is not positive",
+        }
     ]
     manifest = {line["source-ref"]: line for line in read_lines(s3, MANIFEST)}
     # one worker's unknown label does not void the others' agreement: the cat is agreed by all three
@@ -427,8 +451,9 @@ def test_a_source_ref_outside_the_loops_root_is_refused(
     s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
 ) -> None:
     images = ["foreign.jpg", "ok.jpg"]
-    put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
     foreign_image = "s3://other-bucket/photos/foreign.jpg"
+    # the run's own record names the foreign image (a tampered human-loops.jsonl)
+    put_lines(s3, HUMAN_LOOPS, [{**loop_line("foreign.jpg"), "source": foreign_image}, loop_line("ok.jpg")])
     put_predictions(s3, {foreign_image: (640, 480), "ok.jpg": (640, 480)})
     foreign, ok = (loop_name(image) for image in images)
     cat = [{"label": "cat", "left": 10, "top": 10, "width": 100, "height": 100}]
@@ -448,3 +473,31 @@ def test_a_source_ref_outside_the_loops_root_is_refused(
         f"ConfinementError: source-ref {foreign_image!r} is outside s3://my-bucket/{PREFIX}/"
     )
     assert [line["source-ref"] for line in read_lines(s3, MANIFEST)] == [source("ok.jpg")]
+
+
+def test_an_answer_for_another_image_of_the_day_than_the_run_recorded_is_an_error_naming_both(
+    s3: Any, a2i: Stubber, op: AugmentedManifestOperator, context: dict[str, Any]
+) -> None:
+    """Issue 15.7: each answer's image comes from the run's own record, never from what it claims."""
+    images = ["a.jpg", "b.jpg"]
+    put_lines(s3, HUMAN_LOOPS, [loop_line(image) for image in images])
+    put_predictions(s3, dict.fromkeys(images, (640, 480)))
+    cat = [{"label": "cat", "left": 10, "top": 10, "width": 100, "height": 100}]
+    document = a2i_output("a.jpg", cat)
+    document["inputContent"]["taskObject"] = source("b.jpg")  # claims the day's other image
+    for image, body in (("a.jpg", document), ("b.jpg", a2i_output("b.jpg", cat))):
+        put(s3, output_key(loop_name(image)), json.dumps(body))
+        a2i.add_response(
+            "describe_human_loop", completed(loop_name(image)), {"HumanLoopName": loop_name(image)}
+        )
+
+    result = op.execute(context)
+
+    assert (result["converted"], result["errored"]) == (1, 1)
+    entry = {line["name"]: line for line in read_lines(s3, REPORT)}[loop_name("a.jpg")]
+    assert entry["reason"] == (
+        f"conversion: human loop {loop_name('a.jpg')!r} answers for {source('b.jpg')!r}, but the run "
+        f"recorded {loop_name('a.jpg')!r} for {source('a.jpg')}: its answers are not used"
+    )
+    # one line, for b.jpg from its own loop: none from a.jpg's answer
+    assert [line["source-ref"] for line in read_lines(s3, MANIFEST)] == [source("b.jpg")]
