@@ -11,6 +11,7 @@ import base64
 import json
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,9 @@ class A2IRuntime:
         self.random = random.Random(reviewer.seed)
         self.lock = threading.Lock()
         self.loops: dict[str, HumanLoop] = {}
+        # loops the reference reviewers leave unanswered until released (a late day, on purpose)
+        self.held: Callable[[str], bool] = lambda name: False
+        self.waiting: list[tuple[HumanLoop, dict[str, Any]]] = []
 
     def handle(
         self, method: str, path: str, query: dict[str, str], body: bytes, region: str
@@ -187,9 +191,25 @@ class A2IRuntime:
         return {}
 
     # Reviewers -----------------------------------------------------------------------------------
+    def hold(self, names: Callable[[str], bool]) -> None:
+        """Leave the loops whose names match unanswered (late reviewers) until :meth:`release`."""
+        self.held = names
+
+    def release(self) -> None:
+        """Answer the held loops now, as the reference reviewers would have."""
+        with self.lock:
+            self.held = lambda name: False
+            waiting, self.waiting = self.waiting, []
+        for loop, flow in waiting:
+            self._review(loop, flow)
+
     def _review(self, loop: HumanLoop, flow: dict[str, Any]) -> None:
         if loop.status != "InProgress":
             return
+        with self.lock:
+            if self.held(loop.name):
+                self.waiting.append((loop, flow))
+                return
         if self.random.random() < self.reviewer.abandon_fraction:
             # nobody takes the task: it stays InProgress until the flow definition's lifetime runs out
             lifetime = int(flow["HumanLoopConfig"].get("TaskAvailabilityLifetimeInSeconds", 864_000))

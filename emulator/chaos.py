@@ -19,6 +19,16 @@ answer without noise, so that two runs label alike):
 3. **failed day**: the first day, with the proxy answering ``AccessDenied`` for its
    ``incoming/<day>/`` prefix, so that ``batch_predict`` fails for good: the DagRun must end
    ``failed`` and ``airflow dags test`` exit non-zero.
+4. **lineage** (seven days of their own, every gate open so that each trained model is put on the
+   endpoint): a **late day** (its reviewers hold their answers while the next day runs: that day
+   must train and update; answered, the late day trains from the model serving then), a **cleared
+   update** (``airflow tasks test`` of a past day's ``update_endpoint`` after a newer model took
+   over: nothing may change), a **rolled-back update** (an alarm rolls it back: a failed DagRun, the
+   model before still serving) followed by two days that train from the serving model and update,
+   **on_timeout=fail** (half the reviews late: a failed day that keeps its answered labels and
+   neither trains nor updates) and **the same day twice at once** (two Airflow homes: 0
+   duplicates). Runs at once use Airflow homes of their own on the same local AWS. Last, every update
+   that landed must have put on a model trained from the model it replaced.
 
 How a rerun works: ``airflow dags test <dag> <logical date>`` first clears the task instances of
 that logical date, then *deletes* the DagRun it finds for it and creates a new one (run id
@@ -26,7 +36,7 @@ that logical date, then *deletes* the DagRun it finds for it and creates a new o
 day does, with no memory of the killed tries in Airflow (only in S3 and in AWS itself). No clear
 is needed. A killed run's task instances stay ``running`` in the DB until the rerun deletes them,
 so the kill watcher only looks at DagRuns created after it started. A day that fails stops the
-faulted scenario: later days would wait on its training (``depends_on_past``) forever.
+faulted scenario: its outputs, not the next day's, need a look.
 
 Each day of the faulted run is compared with the same day of the clean run:
 
@@ -59,6 +69,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -76,6 +87,7 @@ from emulator.demo import (
     REVIEWER,
     ROOT,
     TIMINGS,
+    DayBlocked,
     airflow_env,
     logical_date,
     print_table,
@@ -148,8 +160,11 @@ class Stage:
     The clean scenario has a proxy too, faulting nothing: it counts each task's requests.
     """
 
-    def __init__(self, name: str, output: Path, emulator: Emulator, proxy: FaultProxy) -> None:
+    def __init__(
+        self, name: str, output: Path, emulator: Emulator, proxy: FaultProxy, **settings: str
+    ) -> None:
         self.name = name
+        self.output = output
         self.folder = output / name
         self.folder.mkdir(parents=True)
         self.home = self.folder / "airflow"
@@ -161,6 +176,17 @@ class Stage:
         # the demo's 1 h review timeout would hide a sensor that never sees its loops for an hour:
         # give up after 3 minutes instead (the loops answer within seconds), so it shows as lost labels
         self.env["AL_REVIEW_TIMEOUT_HOURS"] = str(REVIEW_TIMEOUT_HOURS)
+        self.env.update(settings)
+        self.settings = settings
+
+    def sibling(self, name: str, **settings: str) -> Stage:
+        """Another Airflow home on the same local AWS (its own metadata DB: runs at once, as two
+        workers would make them), with this one's settings and ``settings``."""
+        other = Stage(
+            f"{self.name}-{name}", self.output, self.emulator, self.proxy, **{**self.settings, **settings}
+        )
+        other.migrate()
+        return other
 
     @property
     def database(self) -> Path:
@@ -253,10 +279,22 @@ class Stage:
                         return
                 time.sleep(POLL_SECONDS)
 
-        result.returncode = run_process(
-            [AIRFLOW, "dags", "test", DAG_ID, logical_date(day)], self.env, self.log, watch
-        )
+        try:
+            result.returncode = run_process(
+                [AIRFLOW, "dags", "test", DAG_ID, logical_date(day)], self.env, self.log, watch
+            )
+        except DayBlocked:  # its final state says what held it (a goal missed, not a crash)
+            result.timed_out = True
         return result
+
+    def run_task(self, task: str, day: date, timeout: float) -> int | None:
+        """``airflow tasks test`` of one task of the day's DagRun (what clearing it in the UI reruns)."""
+        return run_process(
+            [AIRFLOW, "tasks", "test", DAG_ID, task, logical_date(day)],
+            self.env,
+            self.log,
+            lambda process: _kill_after(process, timeout),
+        )
 
     def _states_in_new_run(self, day: date, earlier: set[str]) -> dict[str, str | None]:
         for run_id, _ in self.runs_of(day):
@@ -271,6 +309,15 @@ class Stage:
             return "missing", {}
         run_id, state = runs[-1]
         return state, self.task_instances(run_id)
+
+
+def _kill_after(process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            return
+        time.sleep(POLL_SECONDS * 10)
 
 
 def retried(tasks: dict[str, tuple[str | None, int]]) -> int:
@@ -353,7 +400,13 @@ def kill_plan(days: list[date], seed_value: int, ran: dict[date, set[str]]) -> d
 
 @contextlib.contextmanager
 def stage(
-    name: str, output: Path, rates: FaultRates, fault_seed: int, images: int, days: list[date]
+    name: str,
+    output: Path,
+    rates: FaultRates,
+    fault_seed: int,
+    images: int,
+    days: list[date],
+    **settings: str,
 ) -> Iterator[Stage]:
     """A seeded emulator, the fault proxy in front of it and a migrated Airflow home."""
     with contextlib.ExitStack() as stack:
@@ -366,7 +419,7 @@ def stage(
         proxy = stack.enter_context(FaultProxy(emulator.url, rates, fault_seed))
         ports.extend(int(urlsplit(server.url).port or 0) for server in (emulator, proxy))
         seed(emulator.client("s3"), days[0], len(days), images, WORLD)
-        ready = Stage(name, output, emulator, proxy)
+        ready = Stage(name, output, emulator, proxy, **settings)
         ready.migrate()
         yield ready
 
@@ -444,7 +497,7 @@ def run_faulted(
             results.append(result)
             print(f"faulted {day}: DagRun {state}, {result.faulted} requests faulted", flush=True)
             if outcome.returncode != 0:
-                # later days would wait on this one's training forever (depends_on_past)
+                # a faulted day must succeed: what follows it would compare against a changed past
                 print(f"faulted: not running the days after {day}", flush=True)
                 break
         (output / "proxy-counters.json").write_text(json.dumps(faulted.proxy.counters(), indent=2))
@@ -469,6 +522,244 @@ def run_failed_day(output: Path, day: date, images: int, timeout: float) -> DayR
             retried=retried(tasks),
             outputs={"tasks": {task: task_state for task, (task_state, _) in tasks.items()}},
         )
+
+
+# Lineage scenarios -----------------------------------------------------------------------------------
+LINEAGE_DAYS = 7
+REFUSED = "another update landed since"  # update_endpoint's compare-and-swap, refusing
+
+
+@dataclass
+class Check:
+    """One goal of a lineage scenario, what was measured, and whether it was met."""
+
+    scenario: str
+    goal: str
+    measured: str
+    met: bool
+
+
+def serving_job(emulator: Emulator) -> str | None:
+    """The training job of the model the endpoint serves (``None``: the initial model)."""
+    sagemaker = emulator.client("sagemaker")
+    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    model = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0][
+        "ModelName"
+    ]
+    artifact = emulator.model_data_url("us-east-1", model)
+    return next(
+        (name for name, job in emulator.sagemaker.training_jobs.items() if job.artifact == artifact), None
+    )
+
+
+def day_jobs(emulator: Emulator, day: date) -> list[str]:
+    return sorted(
+        name for name in emulator.sagemaker.training_jobs if name.startswith(f"{PREFIX}-{day:%Y%m%d}-")
+    )
+
+
+def base_model(emulator: Emulator, job: str) -> str:
+    channels = emulator.sagemaker.training_jobs[job].request["InputDataConfig"]
+    return next(c["DataSource"]["S3DataSource"]["S3Uri"] for c in channels if c["ChannelName"] == "model")
+
+
+def lineage_breaks(emulator: Emulator) -> list[str]:
+    """Each landed update whose model was not trained from the model it replaced."""
+    breaks = []
+    for _, replaced, new in emulator.sagemaker.landed_updates:
+        job = next(name for name, j in emulator.sagemaker.training_jobs.items() if j.artifact == new)
+        if base_model(emulator, job) != replaced:
+            breaks.append(f"{replaced} -> {new} ({job} was trained from {base_model(emulator, job)})")
+    return breaks
+
+
+def day_loops_open(emulator: Emulator, day: date) -> int:
+    prefix = f"{PREFIX}-{day:%Y%m%d}-"
+    return sum(
+        loop.status == "InProgress"
+        for name, loop in list(emulator.a2i.loops.items())
+        if name.startswith(prefix)
+    )
+
+
+def wait_until(check: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def late_day(main: Stage, late: date, next_day: date, timeout: float) -> list[Check]:
+    """The reviews of ``late`` stay open while ``next_day`` runs: it must train and update anyway."""
+    prefix = f"{PREFIX}-{late:%Y%m%d}-"
+    main.emulator.a2i.hold(lambda name: name.startswith(prefix))
+    # the same Airflow home: a dependency of one day's tasks on the day before would show
+    thread = threading.Thread(target=main.run_day, args=(late, timeout), daemon=True)
+    thread.start()
+    waiting = wait_until(lambda: day_loops_open(main.emulator, late) > 0, timeout)
+    main.run_day(next_day, timeout)
+    next_state, _ = main.final_run(next_day)
+    serving = serving_job(main.emulator)
+    still_open = day_loops_open(main.emulator, late)
+    main.emulator.a2i.release()
+    thread.join(timeout)
+    late_state, _ = main.final_run(late)
+    late_jobs = day_jobs(main.emulator, late)
+    trained_from = base_model(main.emulator, late_jobs[0]) if late_jobs else "no job"
+    next_artifact = main.emulator.sagemaker.training_jobs[serving].artifact if serving else None
+    return [
+        Check(
+            "late day",
+            f"{next_day} trains and updates while {late}'s reviews are open",
+            f"{next_day}: DagRun {next_state}, serving {serving}; {late}: {still_open} loops open",
+            waiting
+            and next_state == "success"
+            and serving in day_jobs(main.emulator, next_day)
+            and still_open > 0,
+        ),
+        Check(
+            "late day",
+            f"{late}, its reviews answered, trains from the model serving then ({next_day}'s) and updates",
+            f"{late}: DagRun {late_state}, {late_jobs} trained from {trained_from}; "
+            f"serving {serving_job(main.emulator)}",
+            late_state == "success"
+            and trained_from == next_artifact
+            and serving_job(main.emulator) in late_jobs,
+        ),
+    ]
+
+
+def cleared_update(main: Stage, day: date, timeout: float) -> Check:
+    """An operator clears a past day's update_endpoint after a later model took over."""
+    before = serving_job(main.emulator)
+    updates = len(main.emulator.sagemaker.landed_updates)
+    refusals = main.log.read_text().count(REFUSED)
+    returncode = main.run_task("update_endpoint", day, timeout)
+    after = serving_job(main.emulator)
+    landed = len(main.emulator.sagemaker.landed_updates) - updates
+    refused = main.log.read_text().count(REFUSED) > refusals
+    return Check(
+        "clear a past update",
+        f"rerunning {day}'s update_endpoint leaves the newer model serving",
+        f"exit {returncode}; serving {before} before, {after} after; {landed} update(s) landed; "
+        f"refused naming both models: {'yes' if refused else 'no'}",
+        returncode == 0
+        and before == after
+        and landed == 0
+        and refused
+        and before not in day_jobs(main.emulator, day),
+    )
+
+
+def rolled_back_update(main: Stage, failed: date, later: list[date], timeout: float) -> list[Check]:
+    """The update of ``failed`` rolls back (an alarm); the later days train from what serves and update."""
+    before = serving_job(main.emulator)
+    main.emulator.sagemaker.alarmed_updates = 1
+    main.run_day(failed, timeout)
+    state, _ = main.final_run(failed)
+    checks = [
+        Check(
+            "rolled-back update",
+            f"{failed}'s update rolls back: a failed DagRun, the model before it still serves",
+            f"DagRun {state}; serving {before} before, {serving_job(main.emulator)} after",
+            state == "failed" and serving_job(main.emulator) == before,
+        )
+    ]
+    for day in later:
+        serving = serving_job(main.emulator)
+        artifact = main.emulator.sagemaker.training_jobs[serving].artifact if serving else None
+        main.run_day(day, timeout)
+        state, _ = main.final_run(day)
+        jobs = day_jobs(main.emulator, day)
+        trained_from = base_model(main.emulator, jobs[-1]) if jobs else "no job"
+        checks.append(
+            Check(
+                "rolled-back update",
+                f"{day} trains from the serving model and updates",
+                f"DagRun {state}; {jobs} trained from {trained_from}; serving {serving_job(main.emulator)}",
+                state == "success" and trained_from == artifact and serving_job(main.emulator) in jobs,
+            )
+        )
+    return checks
+
+
+def failed_wait(main: Stage, day: date, timeout: float) -> Check:
+    """``review_on_timeout=fail`` and half the reviews late: the day keeps its labels, trains nothing."""
+    prefix = f"{PREFIX}-{day:%Y%m%d}-"
+    main.emulator.a2i.hold(lambda name: name.startswith(prefix) and int(name[-1], 16) % 2 == 0)
+    strict = main.sibling("on-timeout-fail", AL_REVIEW_ON_TIMEOUT="fail", AL_REVIEW_TIMEOUT_HOURS="0.01")
+    before = serving_job(main.emulator)
+    strict.run_day(day, timeout)
+    main.emulator.a2i.release()
+    state, tasks = strict.final_run(day)
+    lines = len(read_lines(main.emulator, f"runs/{day}/augmented.manifest"))
+    return Check(
+        "on_timeout=fail",
+        f"{day} fails with its answered labels kept, no training, no update",
+        f"DagRun {state}; {lines} manifest lines; jobs {day_jobs(main.emulator, day)}; "
+        f"training {tasks.get('incremental_training', ('?',))[0]}; "
+        f"serving {before} -> {serving_job(main.emulator)}",
+        state == "failed"
+        and lines > 0
+        and not day_jobs(main.emulator, day)
+        and serving_job(main.emulator) == before,
+    )
+
+
+def same_day_twice(main: Stage, day: date, timeout: float) -> Check:
+    """Two runs of the same day at once (two homes, as two schedulers' or workers' runs would)."""
+    twin = main.sibling("twin")
+    threads = [
+        threading.Thread(target=stage.run_day, args=(day, timeout), daemon=True) for stage in (main, twin)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    states = [stage.final_run(day)[0] for stage in (main, twin)]
+    outputs = day_outputs(main.emulator, day)
+    duplicates = {
+        key: outputs[key] for key in ("duplicate_loops", "duplicate_jobs", "duplicate_manifest_lines")
+    }
+    return Check(
+        "same day twice at once",
+        f"two runs of {day} at once: both succeed, 0 duplicates, 0 lost labels",
+        f"DagRuns {states}; {duplicates}; lost labels {len(outputs['lost_labels'])}",
+        states == ["success", "success"] and not any(duplicates.values()) and not outputs["lost_labels"],
+    )
+
+
+def run_lineage(output: Path, first_day: date, images: int, timeout: float) -> list[Check]:
+    """The lineage scenarios, on their own seeded days; every gate open, so that each trained model
+    is put on the endpoint (the compare-and-swap is what is tested), and the threshold high, so that
+    every day routes its budget to review (the easy world's model soon grows confident)."""
+    days = [first_day + timedelta(days=offset) for offset in range(LINEAGE_DAYS)]
+    checks: list[Check] = []
+
+    def record(*made: Check) -> None:
+        for check in made:
+            print(f"lineage: {check.goal}: {'met' if check.met else 'MISSED'} ({check.measured})", flush=True)
+        checks.extend(made)
+
+    open_gates = {"AL_MAP_TOLERANCE": "1", "AL_THRESHOLD": "0.99"}
+    with stage("lineage", output, FaultRates(), 0, images, days, **open_gates) as main:
+        record(*late_day(main, days[0], days[1], timeout))
+        record(cleared_update(main, days[1], timeout))
+        record(*rolled_back_update(main, days[2], days[3:5], timeout))
+        record(failed_wait(main, days[5], timeout))
+        record(same_day_twice(main, days[6], timeout))
+        breaks = lineage_breaks(main.emulator)
+        record(
+            Check(
+                "lineage",
+                "every update puts on a model trained from the one it replaces",
+                f"{len(main.emulator.sagemaker.landed_updates)} updates, {len(breaks)} not: {breaks[:2]}",
+                not breaks,
+            )
+        )
+    return checks
 
 
 def misses(result: DayResult) -> list[str]:
@@ -556,6 +847,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-timeout", type=float, default=300.0, help="seconds one airflow dags test may take"
     )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=("faults", "lineage"),
+        default=["faults", "lineage"],
+        help="faults: clean, faulted and failed day; lineage: the days that must not block or move back",
+    )
     args = parser.parse_args(argv)
     args.output = args.output.resolve()  # Airflow's sqlite URL needs an absolute path
     started = time.monotonic()
@@ -564,27 +862,37 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True)
     days = [args.first_day + timedelta(days=offset) for offset in range(args.days)]
     rates = FaultRates(args.throttle, args.error_before, args.error_after)
+    results: list[DayResult] = []
+    checks: list[Check] = []
+    missed: list[str] = []
     try:
-        clean = run_clean(args.output, days, args.images_per_day, args.run_timeout)
-        faulted = run_faulted(
-            args.output,
-            days,
-            args.images_per_day,
-            rates,
-            args.seed,
-            clean,
-            args.run_timeout,
-            args.rerun_delay,
-        )
-        failed_day = run_failed_day(args.output, days[0], args.images_per_day, args.run_timeout)
+        if "faults" in args.scenarios:
+            clean = run_clean(args.output, days, args.images_per_day, args.run_timeout)
+            faulted = run_faulted(
+                args.output,
+                days,
+                args.images_per_day,
+                rates,
+                args.seed,
+                clean,
+                args.run_timeout,
+                args.rerun_delay,
+            )
+            failed_day = run_failed_day(args.output, days[0], args.images_per_day, args.run_timeout)
+            results = [*clean, *faulted, failed_day]
+            missed.extend(f"faulted {day}: not run, an earlier day failed" for day in days[len(faulted) :])
+        if "lineage" in args.scenarios:
+            # days of their own, after the fault scenarios' (a stage has its own local AWS anyway)
+            checks = run_lineage(
+                args.output, days[-1] + timedelta(days=1), args.images_per_day, args.run_timeout
+            )
     except KeyboardInterrupt:
         print(f"interrupted; everything it started is stopped (listening: {listening_ports() or 'none'})")
         return 130
     left = listening_ports()
-    results = [*clean, *faulted, failed_day]
     rows = [table_row(result) for result in results]
-    missed = [f"{result.scenario} {result.day}: {miss}" for result in results for miss in misses(result)]
-    missed.extend(f"faulted {day}: not run, an earlier day failed" for day in days[len(faulted) :])
+    missed[:0] = [f"{result.scenario} {result.day}: {miss}" for result in results for miss in misses(result)]
+    missed.extend(f"{check.scenario}: {check.goal}: {check.measured}" for check in checks if not check.met)
     if left:
         missed.append(f"ports still listening after the suite: {left}")
     elapsed = round(time.monotonic() - started)
@@ -593,12 +901,19 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {**vars(args), "output": str(args.output), "first_day": args.first_day.isoformat()},
         "rates": asdict(rates),
         "table": rows,
+        "lineage": [asdict(check) for check in checks],
         "missed": missed,
         "days": [asdict(result) for result in results],
     }
     (args.output / "chaos.json").write_text(json.dumps(report, indent=2, default=str))
-    print()
-    print_table(rows)
+    if rows:
+        print()
+        print_table(rows)
+    if checks:
+        print()
+        print_table(
+            [{"scenario": c.scenario, "goal": c.goal, "met": "met" if c.met else "MISSED"} for c in checks]
+        )
     print(f"\n{len(missed)} goal(s) missed" + "".join(f"\n- {miss}" for miss in missed))
     print(f"done in {elapsed} s; details in {args.output / 'chaos.json'}")
     return 1 if missed else 0

@@ -88,6 +88,10 @@ class SageMakerExtensions:
         self.flow_definitions: dict[str, dict[str, Any]] = {}
         self.training_jobs: dict[str, TrainingJob] = {}
         self.tags: dict[str, list[dict[str, str]]] = {}
+        # endpoint updates still to roll back as a CloudWatch alarm would (a fault, on purpose)
+        self.alarmed_updates = 0
+        # every update that landed, in order: (endpoint, artifact of the model replaced, the new one's)
+        self.landed_updates: list[tuple[str, str, str]] = []
         self.handlers: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
             "CreateHumanTaskUi": self.create_human_task_ui,
             "DescribeHumanTaskUi": self.describe_human_task_ui,
@@ -235,13 +239,27 @@ class SageMakerExtensions:
 
     def _finish_update(self, region: str, endpoint: Any, config: Any) -> None:
         model_name = config.production_variants[0]["ModelName"]
+        reason = None
         try:  # a model whose artifact does not load rolls the update back, as a failed health check would
             self.emulator.load_model(self.emulator.model_data_url(region, model_name), region)
         except Exception as err:
+            reason = f"the new model did not load ({err})"
+        if reason is None and self.alarmed_updates:
+            self.alarmed_updates -= 1
+            reason = "an alarm of the deployment's AutoRollbackConfiguration went into ALARM state"
+        if reason is not None:
             endpoint.endpoint_status = "RollingBack"
-            endpoint.failure_reason = f"Update rolled back: the new model did not load ({err})"
+            endpoint.failure_reason = f"Update rolled back: {reason}"
             self.emulator.later(self.emulator.config.update_delay, self._rolled_back, endpoint)
             return
+        replaced = self.emulator.moto_sagemaker(region).endpoint_configs[endpoint.endpoint_config_name]
+        self.landed_updates.append(
+            (
+                endpoint.endpoint_name,
+                self.emulator.model_data_url(region, replaced.production_variants[0]["ModelName"]),
+                self.emulator.model_data_url(region, model_name),
+            )
+        )
         endpoint.endpoint_config_name = config.endpoint_config_name
         endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
         endpoint.last_modified_time = now()

@@ -244,7 +244,7 @@ class AirflowApi:
                 "dag_id": dag_id,
                 "from_date": f"{first.isoformat()}T00:00:00Z",
                 "to_date": f"{last.isoformat()}T00:00:00Z",
-                "reprocess_behavior": "failed",  # Airflow asks this of depends_on_past DAGs
+                "reprocess_behavior": "failed",  # a day whose run failed is run again
                 "max_active_runs": SEEDED_DAYS,
             },
         )
