@@ -6,7 +6,6 @@ Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them), drive
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,23 +24,21 @@ from active_learning.hooks.label_studio import LabelStudioHook
 from emulator.label_studio import ADMIN_EMAIL, ADMIN_PASSWORD, LabelStudioServer
 from emulator.scenes import DEMO_CLASSES
 from tests.integration.reviews import LS_CONN, ReviewStep, connect, put_day, read_lines, settings
+from tests.support import chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 DAY = "2026-03-20"
 
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
-        pytest.fail("Debian's chromium and chromium-driver are needed: .ci/run installs them (apt-get)")
+    chromium_path, chromedriver = chromium()
     options = Options()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium_path
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(argument)
     # loopback only: Label Studio's page asks for its error reporter's script on the internet
     options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     try:
         yield driver
     finally:

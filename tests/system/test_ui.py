@@ -7,7 +7,6 @@ form and a task's details, and saves a screenshot of each in the test's output f
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,23 +21,18 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from emulator.stack import DAG_ID, PASSWORD, USERNAME
+from tests.support import chromium
 from tests.system.helpers import RunningStack, task_instances
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-# the Debian packages, installed by .ci/run: no browser download
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (see .ci/run)"
-)
 
 
 @pytest.fixture(scope="module")
 def browser(stack: RunningStack) -> Iterator[WebDriver]:
+    chromium_path, chromedriver = chromium()
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    options.binary_location = chromium_path
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.implicitly_wait(15)
     try:
         driver.get(stack.api.url)
