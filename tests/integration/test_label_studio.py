@@ -183,7 +183,7 @@ def test_only_the_runs_own_tasks_are_harvested_each_for_the_image_the_run_record
 ) -> None:
     """Issue 15.7: a second task with the same name replaced the real task's boxes; a task whose
     data.source named another image of the day wrote a manifest line for that other image."""
-    day = "2026-03-08"
+    day = "2026-03-09"  # a day of its own: the project is the session's
     records = put_day(aws, day, 2)
     step = ReviewStep(settings("label_studio"), day)
     started = step.start(step.set_up())
