@@ -67,8 +67,10 @@ airflow-stop:
 system-test: install
 	$(BIN)/python -m pytest -m system -s  # -s: prints the backfill's wall time
 
-# BatchPredictOperator against a zero-CPU S3 and endpoint stand-in: throughput vs the concurrency limit, memory.
+# The DAG file's parse cost over an empty DAG; then BatchPredictOperator against a zero-CPU S3 and
+# endpoint stand-in: throughput vs the concurrency limit, memory.
 bench: install
+	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_predict.py
 
 # Selection strategies against random picks on three synthetic worlds; table, JSON and plot in experiment-output/.

@@ -111,9 +111,8 @@ with DAG(
         task_id="create_human_review_workflow",
         settings=SETTINGS,
         template_path=KNOBS.template_path or DEFAULT_TEMPLATE,
-        label_studio_conn_id=KNOBS.label_studio_conn_id,
+        review_conn_id=KNOBS.review_conn_id or None,
         waiter_delay=KNOBS.waiter_delay_seconds,
-        multiple_outputs=True,  # start_human_loops pulls the flow definition ARN by key
     )
     batch_predict = BatchPredictOperator(
         task_id="batch_predict",
@@ -126,13 +125,15 @@ with DAG(
         task_id="start_human_loops",
         settings=SETTINGS,
         day=DAY,
-        flow_definition_arn=review_workflow.output["flow_definition_arn"],
-        label_studio_conn_id=KNOBS.label_studio_conn_id,
+        review_set_up=review_workflow.output,
+        review_conn_id=KNOBS.review_conn_id or None,
     )
     wait_for_human_loops = HumanLoopSensor(
         task_id="wait_for_human_loops",
+        settings=SETTINGS,
+        day=DAY,
         human_loops=start_human_loops.output,
-        label_studio_conn_id=KNOBS.label_studio_conn_id,
+        review_conn_id=KNOBS.review_conn_id or None,
         min_completed_fraction=KNOBS.min_completed_fraction,
         on_timeout=KNOBS.review_on_timeout,  # type: ignore[arg-type]  # one of DagSettings' choices
         timeout=timedelta(hours=KNOBS.review_timeout_hours).total_seconds(),
@@ -143,7 +144,7 @@ with DAG(
         task_id="augmented_manifest",
         settings=SETTINGS,
         day=DAY,
-        label_studio_conn_id=KNOBS.label_studio_conn_id,
+        review_conn_id=KNOBS.review_conn_id or None,
         # answers already given are paid for: harvested even when the wait failed or timed out
         trigger_rule="all_done",
         outlets=[MANIFEST_ASSET],

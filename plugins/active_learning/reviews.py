@@ -14,8 +14,32 @@ from typing import Any
 
 from active_learning.detections import Detection, to_pixel_boxes
 
-REVIEW_BACKENDS = ("a2i", "label_studio")
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+@dataclass(frozen=True)
+class ReviewBackendEntry:
+    """A review backend as the settings know it: where its class is (imported only where a review
+    task runs, never at DAG parse) and the settings it requires.
+
+    :param classpath: ``module.Class`` of its :class:`active_learning.review_backends.base.ReviewBackend`.
+    :param required_settings: ``LoopSettings`` fields that must be set when it reviews.
+    """
+
+    classpath: str
+    required_settings: tuple[str, ...] = ()
+
+
+# The review backends, by the name the review_backend setting gives.
+REVIEW_BACKENDS: dict[str, ReviewBackendEntry] = {
+    "a2i": ReviewBackendEntry("active_learning.review_backends.a2i.A2IReview", ("workteam_arn",)),
+    "label_studio": ReviewBackendEntry("active_learning.review_backends.label_studio.LabelStudioReview"),
+}
+
+
+def register_review_backend(name: str, classpath: str, required_settings: tuple[str, ...] = ()) -> None:
+    """Add a review backend (a plugin's, a test's), chosen by ``review_backend=<name>``."""
+    REVIEW_BACKENDS[name] = ReviewBackendEntry(classpath, required_settings)
 
 
 @dataclass(frozen=True)
@@ -102,6 +126,7 @@ class ReviewRequest:
 
     :param name: the review's deterministic name (run day + image URI), its identity in the backend.
     :param boxes: ``{label, left, top, width, height}`` pixel boxes, the model's most confident first.
+    :param reason: why the image was routed to review.
     """
 
     name: str
@@ -110,6 +135,7 @@ class ReviewRequest:
     height: int
     class_names: tuple[str, ...]
     boxes: tuple[dict[str, Any], ...]
+    reason: str = ""
 
     @classmethod
     def from_prediction(
@@ -125,7 +151,13 @@ class ReviewRequest:
         detections = [Detection.from_list(row) for row in record["detections"]][:max_boxes]
         boxes = to_pixel_boxes(detections, record["width"], record["height"], class_names, min_score)
         return cls(
-            name, record["source"], record["width"], record["height"], tuple(class_names), tuple(boxes)
+            name,
+            record["source"],
+            record["width"],
+            record["height"],
+            tuple(class_names),
+            tuple(boxes),
+            record.get("reason", ""),
         )
 
 

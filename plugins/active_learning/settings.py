@@ -106,14 +106,19 @@ def is_s3_object_uri(uri: str) -> bool:
 
 
 def setting(
-    default: Any = MISSING, *, description: str, choices: Sequence[str] | None = None, **bounds: float
+    default: Any = MISSING,
+    *,
+    description: str,
+    choices: Sequence[str] | Callable[[], Sequence[str]] | None = None,
+    **bounds: float,
 ) -> Any:
     """A settings field: default, description, allowed values and bounds (``minimum``, ``maximum``,
     ``exclusiveMinimum``, ``exclusiveMaximum``), the one source for the Params and the checks.
 
     :param default: the default; none for a required setting.
     :param description: what the setting means (the trigger form shows it).
-    :param choices: the allowed values of a text setting (the trigger form offers them).
+    :param choices: the allowed values of a text setting (the trigger form offers them), or what
+        gives them when they are read (a registry that plugins may extend).
     :param bounds: JSON-schema bounds of a number.
     """
     unknown = set(bounds) - {keyword for keyword, _, _ in BOUNDS}
@@ -121,17 +126,26 @@ def setting(
         raise TypeError(f"unknown bound(s) {sorted(unknown)}")
     metadata: dict[str, Any] = {"description": description, **bounds}
     if choices is not None:
-        metadata["enum"] = list(choices)
+        metadata["enum"] = choices if callable(choices) else list(choices)
     if default is MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
+def allowed_values(metadata: Mapping[str, Any]) -> list[str] | None:
+    """The values a setting with choices allows now; ``None`` for a setting without choices."""
+    choices = metadata.get("enum")
+    if choices is None:
+        return None
+    return list(choices() if callable(choices) else choices)
+
+
 def value_problem(value: Any, metadata: Mapping[str, Any]) -> str | None:
     """What is wrong with a value outside the choices or the bounds in ``metadata``; ``None`` when
     it is allowed."""
-    if "enum" in metadata and value is not None and value not in metadata["enum"]:
-        return "must be one of " + ", ".join(metadata["enum"])
+    allowed = allowed_values(metadata)
+    if allowed is not None and value is not None and value not in allowed:
+        return "must be one of " + ", ".join(allowed)
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if all(check(value, metadata[keyword]) for keyword, check, _ in BOUNDS if keyword in metadata):
@@ -149,8 +163,10 @@ class LoopSettings:
 
     bucket: str = setting(description="S3 bucket of the loop's data")
     role_arn: str = setting(description="IAM role SageMaker and A2I assume (S3 access to the bucket)")
-    workteam_arn: str = setting(
-        description="private workteam ARN (arn:aws:sagemaker:REGION:ACCOUNT:workteam/private-crowd/NAME)"
+    workteam_arn: str | None = setting(
+        None,
+        description="private workteam ARN (arn:aws:sagemaker:REGION:ACCOUNT:workteam/private-crowd/NAME); "
+        "required with review_backend a2i",
     )
     endpoint_name: str = setting("active-learning-od", description="SageMaker endpoint serving the model")
     prefix: str = setting(
@@ -180,8 +196,7 @@ class LoopSettings:
     )
     # the default is what measured best against random picks in make experiment (README)
     selection_strategy: str = setting(
-        BOX_UNCERTAINTY,
-        description="which routed images max_reviews keeps: " + ", ".join(STRATEGIES),
+        BOX_UNCERTAINTY, description="which routed images max_reviews keeps", choices=STRATEGIES
     )
     random_share: float = setting(
         0.0,
@@ -221,8 +236,8 @@ class LoopSettings:
     inference_instance_type: str = setting("ml.m4.xlarge", description="endpoint instance type")
     predict_mode: str = setting(
         "realtime",
-        description="how batch_predict predicts: " + ", ".join(PREDICT_MODES) + " (auto: batch_transform "
-        "from transform_min_images objects a day)",
+        description="how batch_predict predicts (auto: batch_transform from transform_min_images a day)",
+        choices=PREDICT_MODES,
     )
     transform_min_images: int = setting(
         5000, description="predict_mode=auto uses Batch Transform from this many objects a day", minimum=1
@@ -252,6 +267,7 @@ class LoopSettings:
         "a2i",
         description="who reviews: a2i (Amazon A2I, existing A2I customers) or label_studio (a "
         "self-hosted Label Studio, the Airflow connection label_studio_default)",
+        choices=lambda: tuple(REVIEW_BACKENDS),
     )
 
     def __post_init__(self) -> None:
@@ -262,7 +278,7 @@ class LoopSettings:
         self._check(bucket_problem is None, "bucket", f"is not a valid S3 bucket name: it {bucket_problem}")
         self._check(ROLE_ARN_PATTERN.match(self.role_arn) is not None, "role_arn", "is not an IAM role ARN")
         self._check(
-            WORKTEAM_ARN_PATTERN.match(self.workteam_arn) is not None,
+            self.workteam_arn is None or WORKTEAM_ARN_PATTERN.match(self.workteam_arn) is not None,
             "workteam_arn",
             "is not a SageMaker workteam ARN",
         )
@@ -284,14 +300,6 @@ class LoopSettings:
             raise SettingsError(str(err)) from err
         self._check(bool(self.label_attribute.strip()), "label_attribute", "must not be empty")
         self._check(
-            self.predict_mode in PREDICT_MODES, "predict_mode", "must be one of " + ", ".join(PREDICT_MODES)
-        )
-        self._check(
-            self.selection_strategy in STRATEGIES,
-            "selection_strategy",
-            "must be one of " + ", ".join(STRATEGIES),
-        )
-        self._check(
             all(
                 uri.startswith("s3://")
                 and "/" in uri[5:]
@@ -303,11 +311,9 @@ class LoopSettings:
         )
         for name in ("initial_model_data_url", "validation_manifest_uri"):
             self._check_object_inside(name)
-        self._check(
-            self.review_backend in REVIEW_BACKENDS,
-            "review_backend",
-            f"must be one of {', '.join(REVIEW_BACKENDS)}",
-        )
+        for name in REVIEW_BACKENDS[self.review_backend].required_settings:
+            if getattr(self, name) in (None, "", ()):
+                raise SettingsError(f"setting {name} is required with review_backend {self.review_backend!r}")
 
     def _check(self, ok: bool, name: str, problem: str) -> None:
         if not ok:
@@ -403,8 +409,10 @@ class DagSettings:
     variables (:meth:`EnvironmentDefaults.dag_settings`), never from the trigger form."""
 
     aws_conn_id: str = setting("aws_default", description="the Airflow connection to AWS")
-    label_studio_conn_id: str = setting(
-        "label_studio_default", description="the Airflow HTTP connection to Label Studio"
+    review_conn_id: str = setting(
+        "",
+        description="the Airflow connection of a review backend outside AWS (label_studio: an HTTP "
+        "connection; empty: label_studio_default)",
     )
     template_path: str = setting(
         "", description="the A2I worker task template (empty: include/templates/bounding-box.liquid.html)"
@@ -522,6 +530,8 @@ def setting_schemas(defaults: Mapping[str, Any] | None = None) -> dict[str, dict
         }
         if kind.startswith("tuple"):
             spec["items"] = {"type": "string"}
+        if "enum" in spec:  # the values allowed now: the trigger form offers them in a list
+            spec["enum"] = allowed_values(spec)
         schemas[name] = spec
     return schemas
 

@@ -145,8 +145,9 @@ def test_console_links_on_tasks_that_create_aws_resources(dag) -> None:
 
     assert "SageMaker endpoint" in links("deploy_model")
     assert "SageMaker endpoint" in links("update_endpoint")
-    assert "Human review workflow" in links("create_human_review_workflow")
-    assert "Human review workflow" in links("start_human_loops")
+    # the review backend's page (A2I's workflow in the console, the Label Studio project)
+    assert "Review" in links("create_human_review_workflow")
+    assert "Review" in links("start_human_loops")
     assert "Training job" in links("incremental_training")
 
 
@@ -292,13 +293,26 @@ def test_a_bad_environment_value_keeps_the_dag_and_fails_every_task_naming_the_v
         assert all(problem in message for message in messages), (problem, messages[0])
 
 
+# Imported where they run, never at DAG parse (make bench measures the parse itself).
+HEAVY_AT_PARSE = (
+    "sagemaker",  # about 2 s
+    "PIL",  # the image checks of batch_predict
+    "aiohttp",  # the HTTP provider's async hook, under Label Studio's
+    "airflow.providers.http.hooks.http",
+    "active_learning.review_backends.a2i",
+    "active_learning.review_backends.label_studio",
+    "torch",
+    "pandas",
+)
+
+
 def test_dag_parses_quickly_enough_for_the_scheduler() -> None:
     """Not a timing assert: the parse must not pull in the heavy modules that make it slow."""
     code = (
         "import sys, runpy; runpy.run_path('dags/active_learning.py');"
-        "print(any(m in sys.modules for m in ('sagemaker', 'torch', 'mlflow', 'pandas')))"
+        f"print([m for m in {HEAVY_AT_PARSE!r} if m in sys.modules])"
     )
-    assert run_python(code) == "False"
+    assert run_python(code) == "[]"
 
 
 def test_every_aws_task_retries_with_the_package_config(dag) -> None:

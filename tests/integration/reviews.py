@@ -98,7 +98,7 @@ def context() -> dict[str, Any]:
 
 
 def common(**kwargs: Any) -> dict[str, Any]:
-    return {"aws_conn_id": AWS_CONN, "region_name": "us-east-1", "label_studio_conn_id": LS_CONN, **kwargs}
+    return {"aws_conn_id": AWS_CONN, "region_name": "us-east-1", "review_conn_id": LS_CONN, **kwargs}
 
 
 @dataclass
@@ -119,14 +119,20 @@ class ReviewStep:
             task_id="start_human_loops",
             settings=self.settings,
             day=self.day,
-            flow_definition_arn=workflow["flow_definition_arn"],
+            review_set_up=workflow,
             **common(),
         )
         return operator.execute(context())
 
     def sensor(self, started: dict[str, Any], **kwargs: Any) -> HumanLoopSensor:
         kwargs = {"timeout": 120, "poke_interval": 0.5, "deferrable": False, **kwargs}
-        return HumanLoopSensor(task_id="wait_for_human_loops", human_loops=started, **common(**kwargs))
+        return HumanLoopSensor(
+            task_id="wait_for_human_loops",
+            settings=self.settings,
+            day=self.day,
+            human_loops=started,
+            **common(**kwargs),
+        )
 
     def wait(self, started: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return self.sensor(started, **kwargs).execute(context())

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from active_learning.hooks.label_studio import LabelStudioHook
-from active_learning.review_backends.label_studio import day_progress, max_calls_per_check, project_title
+from active_learning.review_backends.label_studio import max_calls_per_check, project_title
 from active_learning.settings import LoopSettings
 from active_learning.triggers.label_studio import LabelStudioReviewTrigger
 from emulator.label_studio import LabelStudioClient, LabelStudioServer, percent_result
@@ -146,7 +146,7 @@ def test_a_check_of_250_tasks_costs_ceil_n_over_100_plus_one_calls(
     hook.import_tasks(project["id"], tasks)
     checking = LabelStudioHook(LS_CONN)
     names = frozenset(f"t{i:03d}" for i in range(250))
-    progress = day_progress(checking, project["id"], "2026-03-04", names, 1)
+    progress = checking.day_progress(project["id"], "2026-03-04", names, 1)
     assert progress.seen == 250  # the other day's tasks are not listed
     assert checking.calls == max_calls_per_check(250) == math.ceil(250 / 100) + 1
 

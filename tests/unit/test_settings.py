@@ -81,8 +81,25 @@ def test_require_approval_must_be_true_or_false(flag: object) -> None:
 
 
 def test_missing_required_settings_are_named() -> None:
-    with pytest.raises(SettingsError, match="role_arn, workteam_arn"):
+    with pytest.raises(SettingsError, match=r"missing required setting\(s\): role_arn$"):
         LoopSettings.from_mapping({"bucket": "b-b-b", "endpoint_name": "e"})
+
+
+def test_each_review_backend_requires_its_own_settings() -> None:
+    """Issue 16.1: workteam_arn was required and validated even when Label Studio reviews."""
+    without_team = {k: v for k, v in REQUIRED.items() if k != "workteam_arn"}
+    with pytest.raises(SettingsError, match="setting workteam_arn is required with review_backend 'a2i'"):
+        LoopSettings.from_mapping(without_team)
+    assert LoopSettings.from_mapping({**without_team, "review_backend": "label_studio"}).workteam_arn is None
+
+
+def test_review_backend_choices_follow_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from active_learning import reviews
+
+    monkeypatch.setitem(reviews.REVIEW_BACKENDS, "memory", reviews.ReviewBackendEntry("tests.Memory"))
+    assert LoopSettings.from_mapping({**REQUIRED, "review_backend": "memory"}).review_backend == "memory"
+    assert setting_schemas()["review_backend"]["enum"] == ["a2i", "label_studio", "memory"]
+    assert setting_schemas()["predict_mode"]["enum"] == ["realtime", "batch_transform", "auto"]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from xml.sax.saxutils import quoteattr
 
 from airflow.providers.http.hooks.http import HttpHook
 
+from active_learning.reviews import ReviewProgress, label_studio_status
+
 PAGE_SIZE = 100  # tasks per listing call: N tasks cost ceil(N / 100) calls
 DEFAULT_CONN_ID = "label_studio_default"
 
@@ -183,6 +185,29 @@ class LabelStudioHook(HttpHook):
             if len(tasks) < PAGE_SIZE or page >= math.ceil(response.get("total", 0) / PAGE_SIZE):
                 return
             page += 1
+
+    def day_progress(
+        self, project_id: int, day: str, names: frozenset[str], required_answers: int
+    ) -> ReviewProgress:
+        """One check of the run's tasks (``names``): the day's tasks, 100 per call (``ceil(N / 100)``
+        calls), counted in the review words."""
+        statuses = (
+            (task["data"].get("name", ""), *label_studio_status(task, required_answers))
+            for task in self.day_tasks(project_id, day, fields="task_only")
+        )
+        return ReviewProgress.from_statuses(statuses, names)
+
+    def stop_open_tasks(self, project_id: int, day: str, names: frozenset[str], required_answers: int) -> int:
+        """Take the run's tasks still open out of the labeling stream (one more listing, a call per task)."""
+        open_tasks = [
+            task["id"]
+            for task in self.day_tasks(project_id, day, fields="task_only")
+            if task["data"].get("name") in names
+            and label_studio_status(task, required_answers)[0] == "InProgress"
+        ]
+        for task_id in open_tasks:
+            self.stop_task(task_id, "review timeout")
+        return len(open_tasks)
 
     def import_tasks(self, project_id: int, tasks: Sequence[Mapping[str, Any]]) -> int:
         """Import tasks with their predictions, 100 per call; returns the number imported."""

@@ -6,16 +6,28 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.exceptions import ClientError
 
 from active_learning.hooks.errors import error_code
 from active_learning.manifest import read_manifest, write_manifest
 from active_learning.settings import LoopSettings
 
+if TYPE_CHECKING:  # the provider's S3Hook imports boto3's transfer manager (~200 ms): not at DAG parse
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
 RUN_MANIFEST = re.compile(r"runs/(\d{4}-\d{2}-\d{2})/augmented\.manifest$")
+
+
+class S3ClientHook(AwsBaseHook):
+    """An S3 client on the task's AWS connection, for tasks whose own hook is S3: the provider's
+    :class:`S3Hook` (imported where it runs) is what writes and streams the objects."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "s3"
+        super().__init__(*args, **kwargs)
 
 
 class S3JsonLinesWriter:

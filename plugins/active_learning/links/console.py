@@ -5,15 +5,6 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 
 _SAGEMAKER = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#"
-_A2I = BASE_AWS_CONSOLE_LINK + "/a2i/home?region={region_name}#"
-
-
-class FlowDefinitionLink(BaseAwsLink):
-    """The human review workflow (flow definition) in the A2I console."""
-
-    name = "Human review workflow"
-    key = "flow_definition"
-    format_str = _A2I + "/human-review-workflows/{flow_definition_name}"
 
 
 class EndpointLink(BaseAwsLink):

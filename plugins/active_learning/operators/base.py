@@ -7,13 +7,16 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from active_learning.hooks.retries import RetryLog, client_config
+from active_learning.links.review import ReviewLink
 from active_learning.settings import LoopSettings, SettingsError
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 
 class ConfigurationError(AirflowFailException, SettingsError):
@@ -94,6 +97,8 @@ class RetryLoggingMixin:
     @cached_property
     def s3(self) -> S3Hook:
         """One S3 hook per task: each new hook builds its own session (and assumes the role again)."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # boto3's transfer manager: not at parse
+
         return S3Hook(**self._hook_parameters)  # type: ignore[attr-defined]
 
 
@@ -139,3 +144,48 @@ class LoopOperatorMixin(RetryLoggingMixin):
             aws_partition=self.hook.conn_partition,  # type: ignore[attr-defined]
             **resource,
         )
+
+
+class ReviewTaskMixin(LoopOperatorMixin):
+    """What the review tasks give the run's review backend (:class:`active_learning.review_backends.
+    base.ReviewTask`): they call it, chosen by the ``review_backend`` setting, and name none.
+
+    :param review_conn_id: the Airflow connection of a review backend outside AWS (Label Studio: an
+        HTTP connection; empty: the backend's default).
+    :param concurrency: calls in flight at most (starting reviews, reading answers).
+    """
+
+    concurrency: int
+    review_conn_id: str | None
+
+    def __init__(
+        self, *args: Any, review_conn_id: str | None = None, concurrency: int = 4, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("botocore_config", client_config(concurrency))
+        super().__init__(*args, **kwargs)
+        self.review_conn_id = review_conn_id
+        self.concurrency = concurrency
+
+    def review_backend_name(self) -> str:
+        """Which backend reviews: the ``review_backend`` setting."""
+        return self.loop_settings.review_backend
+
+    @cached_property
+    def backend(self) -> Any:
+        """The run's review backend (:class:`active_learning.review_backends.base.ReviewBackend`),
+        its module imported now, not at DAG parse (backends import their hooks)."""
+        from active_learning.review_backends.base import review_backend
+
+        return review_backend(self.review_backend_name(), self)  # type: ignore[arg-type]
+
+    def aws_hook(self, hook_class: type) -> Any:
+        """The task's hook of ``hook_class`` on its AWS connection (one per class), its requests
+        counted in the task's log."""
+        hooks = self.__dict__.setdefault("_aws_hooks", {})
+        if hook_class not in hooks:
+            hooks[hook_class] = hook_class(**self._hook_parameters)
+            self.retry_log.watch(hooks[hook_class].get_conn())
+        return hooks[hook_class]
+
+    def persist_review_link(self, context: Any, url: str) -> None:
+        ReviewLink.persist(context, url)

@@ -1,4 +1,4 @@
-"""Create the human review workflow: the worker task UI and the flow definition, idempotently."""
+"""Set up the run's review: whatever the review backend needs before reviews start, idempotently."""
 
 from __future__ import annotations
 
@@ -7,44 +7,39 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, conf
+from airflow.providers.common.compat.sdk import conf
 
-from active_learning.hooks.human_workflow import HumanWorkflowHook
-from active_learning.links.console import FlowDefinitionLink
-from active_learning.naming import flow_definition_name, task_ui_name
-from active_learning.operators.base import LoopOperatorMixin
+from active_learning.hooks.s3_lines import S3ClientHook
+from active_learning.links.review import ReviewLink
+from active_learning.operators.base import ReviewTaskMixin
 from active_learning.operators.waiting import WaitOrDeferMixin
-from active_learning.review_backends.label_studio import LabelStudioConnectionMixin
-from active_learning.triggers.human_workflow import FlowDefinitionActiveTrigger
+from active_learning.review_backends.base import ReviewUi
 
 DEFAULT_TEMPLATE = Path(__file__).parents[3] / "include" / "templates" / "bounding-box.liquid.html"
 
 
-class CreateHumanReviewWorkflowOperator(
-    LabelStudioConnectionMixin, WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[HumanWorkflowHook]
-):
-    """Make sure the worker task UI and the flow definition exist and the flow definition is Active.
+class CreateHumanReviewWorkflowOperator(WaitOrDeferMixin, ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
+    """Make sure the run's review backend is ready (A2I: the worker task UI and an Active flow
+    definition; Label Studio: the project) and return its whole set-up result for the start task.
 
-    When the run's ``review_backend`` is ``label_studio``, makes sure the Label Studio project
-    exists instead (connection ``label_studio_conn_id``).
-
-    Names come from a hash of the template and of the flow definition's settings, so a retry adopts
-    what the first try created and a changed setting makes a new flow definition (they are immutable).
+    Names come from a hash of what the reviewers see and of the settings, so a retry adopts what the
+    first try created and a changed setting makes a new workflow (A2I's are immutable).
 
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
-    :param template_path: the worker task template (Liquid HTML).
-    :param task_title: the task's title as workers see it.
-    :param task_description: the task's description as workers see it.
+    :param template_path: the worker task template (Liquid HTML), for a backend that takes one.
+    :param task_title: the task's title as reviewers see it.
+    :param task_description: the task's description as reviewers see it.
+    :param review_conn_id: the connection of a review backend outside AWS.
     :param deferrable: wait in the triggerer rather than in a worker slot.
     :param waiter_delay: seconds between status checks.
     :param waiter_max_attempts: status checks before failing.
     """
 
-    aws_hook_class = HumanWorkflowHook
+    aws_hook_class = S3ClientHook
     template_fields: Sequence[str] = aws_template_fields("settings", "task_title", "task_description")
-    operator_extra_links = (FlowDefinitionLink(),)
+    template_fields_renderers = {"settings": "json"}
+    operator_extra_links = (ReviewLink(),)
     ui_color = "#f3e5ab"
 
     def __init__(
@@ -69,68 +64,8 @@ class CreateHumanReviewWorkflowOperator(
         self.waiter_max_attempts = waiter_max_attempts
 
     def execute(self, context: Any) -> dict[str, Any]:
-        settings = self.loop_settings
-        if settings.review_backend == "label_studio":
-            return self.label_studio(settings).set_up()
-        template = Path(self.template_path).read_text(encoding="utf-8")
-        ui_name = task_ui_name(settings.resource_prefix, template)
-        ui_arn = self.hook.ensure_task_ui(ui_name, template)
-        human_loop_config = {
-            "WorkteamArn": settings.workteam_arn,
-            "HumanTaskUiArn": ui_arn,
-            "TaskTitle": self.task_title,
-            "TaskDescription": self.task_description,
-            "TaskCount": settings.task_count,
-            "TaskAvailabilityLifetimeInSeconds": settings.task_availability_seconds,
-            "TaskTimeLimitInSeconds": settings.task_time_limit_seconds,
-        }
-        request = {
-            "HumanLoopConfig": human_loop_config,
-            "OutputConfig": {"S3OutputPath": settings.a2i_output_uri},
-            "RoleArn": settings.role_arn,
-        }
-        name = flow_definition_name(settings.resource_prefix, ui_name, request)
-        described = self.hook.ensure_flow_definition(name, request)
-        self.persist_link(FlowDefinitionLink, context, flow_definition_name=name)
-        status = described["FlowDefinitionStatus"]
-        if status == "Initializing":
-            err = self.wait_or_defer(
-                FlowDefinitionActiveTrigger,
-                {"flow_definition_name": name},
-                "FlowDefinitionActive",
-                {"FlowDefinitionName": name},
-            )
-            if err is not None:
-                self.log.warning("Flow definition %s: %s", name, err)
-            described = self.hook.describe_flow_definition(name) or described
-        return self._result(described)
+        ui = ReviewUi(self.template_path, self.task_title, self.task_description)
+        return self.backend.set_up(context, ui)
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, str]:
-        validated = validate_execute_complete_event(event)
-        name = validated["flow_definition_name"]
-        if validated["status"] != "success":
-            raise AirflowException(f"Flow definition {name} is not Active: {validated.get('message')}")
-        described = self.hook.describe_flow_definition(name)
-        if described is None:
-            raise AirflowException(f"Flow definition {name} disappeared while waiting for it")
-        return self._result(described)
-
-    @staticmethod
-    def _result(described: dict[str, Any]) -> dict[str, str]:
-        status = described["FlowDefinitionStatus"]
-        if status == "Initializing":
-            raise AirflowException(
-                f"Flow definition {described['FlowDefinitionName']} is still Initializing after waiting; "
-                "retry the task to wait longer"
-            )
-        if status != "Active":
-            raise AirflowException(
-                f"Flow definition {described['FlowDefinitionName']} is {status}: "
-                f"{described.get('FailureReason', 'no reason given')}. Delete it or change a setting "
-                "(the name derives from the template and settings) and retry."
-            )
-        return {
-            "flow_definition_name": described["FlowDefinitionName"],
-            "flow_definition_arn": described["FlowDefinitionArn"],
-            "human_task_ui_arn": described["HumanLoopConfig"]["HumanTaskUiArn"],
-        }
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.backend.set_up_complete(context, event)

@@ -1,18 +1,15 @@
-"""The review step on Label Studio: project set-up, tasks with the model's boxes, progress, harvest.
+"""Label Studio reviews: project set-up, tasks with the model's boxes, progress, harvest.
 
-Used by the review tasks (``create_human_review_workflow``, ``start_human_loops``,
-``wait_for_human_loops``, ``augmented_manifest``) when the run's ``review_backend`` is
-``label_studio``; the conversion to manifest lines is the domain core's, shared with A2I.
+The backend ``label_studio`` of the review tasks; the conversion to manifest lines is the domain
+core's, shared with every backend.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
-
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from active_learning.hooks.label_studio import (
     DEFAULT_CONN_ID,
@@ -21,11 +18,14 @@ from active_learning.hooks.label_studio import (
     labeling_config,
     rectangle_result,
 )
+from active_learning.hooks.models import ModelLineageHook
 from active_learning.hooks.s3_lines import put_json_lines
 from active_learning.manifest import ManifestConversionError, convert_review, label_studio_review
-from active_learning.naming import human_loop_name, stable_hash
+from active_learning.naming import stable_hash
+from active_learning.review_backends.base import PredictedSize, ReviewBackend, ReviewUi
 from active_learning.reviews import ReviewProgress, ReviewRequest, label_studio_status
 from active_learning.settings import LoopSettings, split_s3_uri
+from active_learning.triggers.label_studio import LabelStudioReviewTrigger
 
 BACKEND = "label_studio"
 # The longest a SigV4 presigned URL is valid (7 days): a review window longer than that needs a
@@ -41,63 +41,51 @@ INSTRUCTIONS = (
 )
 
 
-class LabelStudioConnectionMixin:
-    """The ``label_studio_conn_id`` argument of the review tasks (used when Label Studio reviews)."""
-
-    def __init__(self, *args: Any, label_studio_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.label_studio_conn_id = label_studio_conn_id
-
-    def label_studio(self, settings: LoopSettings) -> LabelStudioReview:
-        """The run's review step on Label Studio, with this task's S3 hook and logger."""
-        return LabelStudioReview(
-            LabelStudioHook(self.label_studio_conn_id),
-            self.s3,  # type: ignore[attr-defined]
-            settings,
-            self.log,  # type: ignore[attr-defined]
-        )
-
-
 def project_title(settings: LoopSettings) -> str:
     """One project per class list and review settings: a retry finds it, a change makes a new one."""
     digest = stable_hash(labeling_config(settings.class_names, INSTRUCTIONS), settings.task_count)
     return f"{settings.resource_prefix}-review-{digest}"
 
 
-class LabelStudioReview:
-    """The review step of one run on Label Studio.
+class LabelStudioReview(ReviewBackend):
+    """Reviews in a self-hosted Label Studio (its HTTP connection: the task's ``review_conn_id``,
+    default ``label_studio_default``).
 
-    :param hook: the Label Studio hook (connection ``label_studio_conn_id``).
-    :param s3: the task's S3 hook (predictions, the day's records, presigned image URLs).
-    :param settings: the run's settings.
-    :param log: the task's logger.
+    Set-up: one project per class list and review settings. Start: one task per image (the image by
+    a presigned URL, the model's boxes as a prediction of the serving model), adopting the day's
+    tasks imported before, by name. Wait: the project's tasks of the day, 100 per call (``ceil(N /
+    100)`` calls plus a token exchange); a task is complete with ``task_count`` submitted annotations;
+    at a timeout the open ones leave the labeling stream, marked stopped. Harvest: only the tasks the
+    run recorded, by task id.
     """
 
-    def __init__(self, hook: LabelStudioHook, s3: S3Hook, settings: LoopSettings, log: Any) -> None:
-        self.hook, self.s3, self.settings, self.log = hook, s3, settings, log
+    name = BACKEND
+
+    def hook(self) -> LabelStudioHook:
+        """A fresh hook: a fresh access token (each check of a long wait gets one)."""
+        return LabelStudioHook(self.task.review_conn_id or DEFAULT_CONN_ID)
 
     # set-up ----------------------------------------------------------------------------------
-    def set_up(self) -> dict[str, Any]:
-        """Make sure the project exists; what ``create_human_review_workflow`` returns."""
-        project = self.hook.ensure_project(
+    def set_up(self, context: Any, ui: ReviewUi | None = None) -> dict[str, Any]:
+        """Make sure the project exists."""
+        hook = self.hook()
+        project = hook.ensure_project(
             project_title(self.settings), self.settings.class_names, INSTRUCTIONS, self.settings.task_count
         )
-        self.log.info("Label Studio project %s (id %s)", project["title"], project["id"])
+        self.task.log.info("Label Studio project %s (id %s)", project["title"], project["id"])
+        if context is not None:
+            self.task.persist_review_link(context, f"{hook.base_url}/projects/{project['id']}/data")
         return {
             "review_backend": BACKEND,
             "label_studio_project_id": project["id"],
             "label_studio_project_title": project["title"],
-            # the A2I keys stay, empty, so that the start task's pull finds them whichever backend runs
-            "flow_definition_name": "",
-            "flow_definition_arn": "",
-            "human_task_ui_arn": "",
         }
 
     # start -----------------------------------------------------------------------------------
-    def task(self, request: ReviewRequest, day: date, reason: str, model_version: str) -> dict[str, Any]:
+    def task_of(self, request: ReviewRequest, model_version: str) -> dict[str, Any]:
         """One task: the image by a presigned URL, the review's identity in ``data``, the model's boxes."""
         bucket, key = split_s3_uri(request.source)
-        image_url = self.s3.generate_presigned_url(
+        image_url = self.task.s3.generate_presigned_url(
             "get_object", params={"Bucket": bucket, "Key": key}, expires_in=PRESIGNED_URL_SECONDS
         )
         return {
@@ -105,10 +93,10 @@ class LabelStudioReview:
                 "image": image_url,
                 "name": request.name,
                 "source": request.source,
-                "day": day.isoformat(),
+                "day": self.task.run_day.isoformat(),
                 "width": request.width,
                 "height": request.height,
-                "reason": reason,
+                "reason": request.reason,
             },
             "predictions": [
                 {
@@ -120,45 +108,36 @@ class LabelStudioReview:
         }
 
     def start(
-        self,
-        day: date,
-        predictions: Iterator[Mapping[str, Any]],
-        model_version: str,
-        min_score: float,
-        max_boxes: int,
+        self, requests: Iterable[ReviewRequest], set_up: Mapping[str, Any], context: Any
     ) -> dict[str, Any]:
-        """Import one task per routed image, adopting the day's tasks imported before (by name).
+        """Import one task per request, adopting the day's tasks imported before (by name).
 
         Writes ``runs/<day>/human-loops.jsonl`` (one record per task of the day, carried ones
-        included); returns what ``wait_for_human_loops`` needs.
+        included); returns what the wait needs.
         """
-        settings = self.settings
-        project = self.set_up()
+        settings, day, log = self.settings, self.task.run_day, self.task.log
+        hook = self.hook()
+        project = self.set_up(context)
         project_id = project["label_studio_project_id"]
-        existing = {
-            task["data"].get("name"): task for task in self.hook.day_tasks(project_id, day.isoformat())
-        }
+        serving = self.task.aws_hook(ModelLineageHook).serving_model(settings.endpoint_name)
+        model_version = serving.model_name if serving else "none"
+        existing = {task["data"].get("name"): task for task in hook.day_tasks(project_id, day.isoformat())}
         new_tasks = []
         reasons: dict[str, str] = {}
-        for record in predictions:
-            if not record["review"]:
-                continue
-            name = human_loop_name(settings.resource_prefix, day, record["source"])
-            reasons[name] = record["reason"]
-            if name in existing:
-                continue
-            request = ReviewRequest.from_prediction(name, record, settings.class_names, min_score, max_boxes)
-            new_tasks.append(self.task(request, day, record["reason"], model_version))
+        for request in requests:
+            reasons[request.name] = request.reason
+            if request.name not in existing:
+                new_tasks.append(self.task_of(request, model_version))
         if new_tasks:
-            self.hook.import_tasks(project_id, new_tasks)
+            hook.import_tasks(project_id, new_tasks)
             # the labeling page pre-draws the predictions of the project's model version: the newest
             # day's serving model (it must exist as predictions first, so after the import)
-            self.hook.set_model_version(project_id, model_version)
-            existing = {t["data"].get("name"): t for t in self.hook.day_tasks(project_id, day.isoformat())}
+            hook.set_model_version(project_id, model_version)
+            existing = {t["data"].get("name"): t for t in hook.day_tasks(project_id, day.isoformat())}
         adopted = len(reasons) - len(new_tasks)
         carried = [name for name in existing if name not in reasons]
         if carried:
-            self.log.warning(
+            log.warning(
                 "Keeping %d tasks of an earlier try or run whose images are no longer routed: "
                 "their answers are still harvested",
                 len(carried),
@@ -179,14 +158,14 @@ class LabelStudioReview:
             for name, task in sorted(existing.items())
         ]
         key = settings.run_key(day, "human-loops.jsonl")
-        put_json_lines(self.s3, settings.bucket, key, records)
-        self.log.info(
+        put_json_lines(self.task.s3, settings.bucket, key, records)
+        log.info(
             "Label Studio project %s: %d tasks imported, %d adopted, %d carried (API calls: %d)",
             project_id,
             len(new_tasks),
             adopted,
             len(carried),
-            self.hook.calls,
+            hook.calls,
         )
         return {
             "review_backend": BACKEND,
@@ -200,33 +179,52 @@ class LabelStudioReview:
             "required_answers": settings.task_count,
         }
 
+    # wait ------------------------------------------------------------------------------------
+    def progress(self, started: Mapping[str, Any], own: frozenset[str]) -> ReviewProgress:
+        return self.hook().day_progress(
+            int(started["label_studio_project_id"]),
+            str(started["day"]),
+            own,
+            int(started["required_answers"]),
+        )
+
+    def stop_open(self, started: Mapping[str, Any], own: frozenset[str]) -> int:
+        return self.hook().stop_open_tasks(
+            int(started["label_studio_project_id"]),
+            str(started["day"]),
+            own,
+            int(started["required_answers"]),
+        )
+
+    def trigger(self, started: Mapping[str, Any], **wait: Any) -> LabelStudioReviewTrigger:
+        return LabelStudioReviewTrigger(
+            label_studio_conn_id=self.task.review_conn_id or DEFAULT_CONN_ID,
+            project_id=int(started["label_studio_project_id"]),
+            day=str(started["day"]),
+            required_answers=int(started["required_answers"]),
+            **wait,
+        )
+
+    # harvest ---------------------------------------------------------------------------------
+    def harvest(
+        self, records: Iterable[Mapping[str, Any]], predicted_size: PredictedSize
+    ) -> Iterator[dict[str, Any]]:
+        records = list(records)
+        projects = sorted(
+            {record["project_id"] for record in records if record.get("project_id") is not None}
+        )
+        for project_id in projects:
+            yield from harvest(
+                self.hook(),
+                self.settings,
+                project_id,
+                self.task.run_day.isoformat(),
+                [record for record in records if record.get("project_id") == project_id],
+                predicted_size,
+            )
+
 
 # wait --------------------------------------------------------------------------------------------
-def day_progress(
-    hook: LabelStudioHook, project_id: int, day: str, names: frozenset[str], required_answers: int
-) -> ReviewProgress:
-    """One check: the day's tasks, 100 per call (``ceil(N / 100)`` calls), counted in review words."""
-    statuses = (
-        (task["data"].get("name", ""), *label_studio_status(task, required_answers))
-        for task in hook.day_tasks(project_id, day, fields="task_only")
-    )
-    return ReviewProgress.from_statuses(statuses, names)
-
-
-def stop_open_tasks(
-    hook: LabelStudioHook, project_id: int, day: str, names: frozenset[str], required: int
-) -> int:
-    """Take the run's tasks still open out of the labeling stream (one more listing, a call per task)."""
-    open_tasks = [
-        task["id"]
-        for task in hook.day_tasks(project_id, day, fields="task_only")
-        if task["data"].get("name") in names and label_studio_status(task, required)[0] == "InProgress"
-    ]
-    for task_id in open_tasks:
-        hook.stop_task(task_id, "review timeout")
-    return len(open_tasks)
-
-
 def max_calls_per_check(tasks: int) -> int:
     """The listing calls a check may make for ``tasks`` tasks, plus the token exchange."""
     return math.ceil(tasks / PAGE_SIZE) + 1

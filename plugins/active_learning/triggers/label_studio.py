@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from active_learning.hooks.label_studio import LabelStudioHook
-from active_learning.review_backends.label_studio import day_progress
 from active_learning.reviews import ReviewProgress
 from active_learning.triggers.review_wait import Check, ReviewWaitTrigger
 
@@ -49,7 +48,7 @@ class LabelStudioReviewTrigger(ReviewWaitTrigger):
     def check(self, names: frozenset[str]) -> tuple[ReviewProgress, int]:
         """One check with a fresh hook (a fresh access token); returns the progress and the calls made."""
         hook = LabelStudioHook(self.label_studio_conn_id)
-        progress = day_progress(hook, self.project_id, self.day, names, self.required_answers)
+        progress = hook.day_progress(self.project_id, self.day, names, self.required_answers)
         return progress, hook.calls
 
     @asynccontextmanager

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from logging import Logger
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from active_learning.hooks.retries import RetryLog
@@ -26,6 +25,8 @@ async def read_own_loop_names(
     :param aws_connection: ``aws_conn_id``, ``region_name``, ``verify`` and ``config`` of the S3 hook.
     :param requests: counts the request.
     """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # in the triggerer, not at DAG parse
+
     bucket, key = split_s3_uri(human_loops_uri)
     async with await S3Hook(**aws_connection).get_async_conn() as s3:
         requests.watch(s3)

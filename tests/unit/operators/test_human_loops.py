@@ -1,4 +1,5 @@
-"""StartHumanLoopsOperator: predictions.jsonl in moto S3, the A2I runtime stubbed with botocore's Stubber."""
+"""StartHumanLoopsOperator with the A2I backend: predictions.jsonl in moto S3, the A2I runtime
+stubbed with botocore's Stubber."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from active_learning.classes import VOC_CLASSES
+from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.naming import human_loop_name
 from active_learning.operators.human_loops import StartHumanLoopsOperator
+from active_learning.review_backends.a2i import input_content
 from tests.unit.operators.conftest import (
     ACCOUNT,
     DAY,
     FLOW_ARN,
+    FLOW_DEFINITION_NAME,
     REGION,
     RUNS,
     JsonMatching,
@@ -30,6 +34,13 @@ from tests.unit.operators.conftest import (
 )
 
 PREDICTIONS = f"{RUNS}predictions.jsonl"
+# what create_human_review_workflow returns with the A2I backend
+SET_UP = {
+    "review_backend": "a2i",
+    "flow_definition_name": FLOW_DEFINITION_NAME,
+    "flow_definition_arn": FLOW_ARN,
+    "human_task_ui_arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:human-task-ui/active-learning-ui-0123",
+}
 HUMAN_LOOPS = f"{RUNS}human-loops.jsonl"
 
 CAT = {
@@ -121,20 +132,20 @@ def window(result: dict[str, Any]) -> tuple[datetime, datetime]:
 @pytest.fixture
 def op() -> StartHumanLoopsOperator:
     return StartHumanLoopsOperator(
-        task_id="start_human_loops", flow_definition_arn=FLOW_ARN, concurrency=1, **operator_kwargs()
+        task_id="start_human_loops", review_set_up=SET_UP, concurrency=1, **operator_kwargs()
     )
 
 
 @pytest.fixture
 def a2i(s3: Any, op: StartHumanLoopsOperator) -> Iterator[Stubber]:
     """The operator's own cached A2I client, stubbed; every queued answer must be used."""
-    with Stubber(op.hook.conn) as stubber:
+    with Stubber(op.aws_hook(A2IRuntimeHook).conn) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
 
 def test_template_fields(op: StartHumanLoopsOperator) -> None:
-    assert {"settings", "day", "flow_definition_arn", "aws_conn_id"} <= set(op.template_fields)
+    assert {"settings", "day", "review_set_up", "aws_conn_id"} <= set(op.template_fields)
 
 
 def listing(
@@ -181,11 +192,11 @@ def test_starts_one_loop_per_review_with_the_models_boxes(
     created_before = datetime.fromisoformat(result.pop("created_before"))
     assert before + timedelta(minutes=5) <= created_before <= after + timedelta(minutes=5)
     assert result == {
+        "review_backend": "a2i",
         "loops": 2,
         "started": 2,
         "adopted": 0,
         "human_loops_uri": f"s3://my-bucket/{HUMAN_LOOPS}",
-        "name_prefix": "active-learning-20261126-",
         "flow_definition_arn": FLOW_ARN,
     }
     lines = read_lines(s3, HUMAN_LOOPS)
@@ -197,7 +208,7 @@ def test_starts_one_loop_per_review_with_the_models_boxes(
         for record in (CAT, EMPTY)
     ]
     assert lines == sorted(expected, key=lambda line: line["name"])
-    assert all(line["name"].startswith(result["name_prefix"]) for line in expected)
+    assert all(line["name"].startswith("active-learning-20261126-") for line in expected)
     # each loop was recorded as it started, before the day's file
     for record in (CAT, EMPTY):
         [recorded] = read_lines(s3, marker(record))
@@ -261,7 +272,7 @@ def test_the_day_is_listed_from_its_start_until_after_now(
 ) -> None:
     put_lines(s3, PREDICTIONS, [])
     requests: list[dict[str, Any]] = []
-    op.hook.conn.meta.events.register(
+    op.aws_hook(A2IRuntimeHook).conn.meta.events.register(
         "provide-client-params.sagemaker-a2i-runtime.ListHumanLoops",
         lambda params, **_: requests.append(dict(params)),
     )
@@ -389,16 +400,18 @@ PERSON_BOX = {"label": "person", "left": 0, "top": 0, "width": 320, "height": 24
     [(0.2, 50, CAT_BOXES), (0.0, 50, [*CAT_BOXES, PERSON_BOX]), (0.0, 1, CAT_BOXES[:1])],
 )
 def test_initial_boxes_follow_the_operator_limits(
-    min_score: float, max_boxes: int, boxes: list[dict[str, Any]]
+    s3: Any, min_score: float, max_boxes: int, boxes: list[dict[str, Any]]
 ) -> None:
     op = StartHumanLoopsOperator(
         task_id="start_human_loops",
-        flow_definition_arn=FLOW_ARN,
+        review_set_up=SET_UP,
         initial_box_min_score=min_score,
         max_initial_boxes=max_boxes,
         **operator_kwargs(),
     )
+    s3.put_object(Bucket="my-bucket", Key=PREDICTIONS, Body=json.dumps(CAT) + "\n")
 
-    content = json.loads(op.input_content(CAT, VOC_CLASSES))
+    (request,) = op.requests()
+    content = json.loads(input_content(request))
 
     assert content == {"taskObject": CAT["source"], "labels": list(VOC_CLASSES), "initialValue": boxes}

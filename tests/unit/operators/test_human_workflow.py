@@ -1,4 +1,4 @@
-"""CreateHumanReviewWorkflowOperator with Stubber on its hook's SageMaker client."""
+"""CreateHumanReviewWorkflowOperator with the A2I backend, Stubber on its SageMaker client."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 
 from active_learning.hooks.human_workflow import HumanWorkflowHook
 from active_learning.hooks.retries import client_config
-from active_learning.links.console import FlowDefinitionLink
+from active_learning.links.review import ReviewLink
 from active_learning.naming import A2I_NAME_PATTERN, flow_definition_name, task_ui_name
 from active_learning.operators.human_workflow import DEFAULT_TEMPLATE, CreateHumanReviewWorkflowOperator
 from active_learning.triggers.human_workflow import FlowDefinitionActiveTrigger
@@ -57,8 +57,8 @@ def _operator(
         "waiter_max_attempts": 5,
     }
     op = CreateHumanReviewWorkflowOperator(**(arguments | kwargs))
-    if shared_hook is not None:
-        op.__dict__["hook"] = shared_hook  # what the cached ``hook`` property would build, built once
+    if shared_hook is not None:  # what op.aws_hook(HumanWorkflowHook) would build, built once
+        op.__dict__["_aws_hooks"] = {HumanWorkflowHook: shared_hook}
     return op
 
 
@@ -128,6 +128,7 @@ class Expected:
 
     def result(self) -> dict[str, str]:
         return {
+            "review_backend": "a2i",
             "flow_definition_name": self.fd_name,
             "flow_definition_arn": self.fd_arn,
             "human_task_ui_arn": self.ui_arn,
@@ -178,12 +179,14 @@ class Expected:
 def test_operator_builds_its_hook_from_its_arguments() -> None:
     op = _operator()
 
-    assert isinstance(op.hook, HumanWorkflowHook)
-    assert op.hook.region_name == REGION
-    assert op.hook.aws_conn_id is None
+    hook = op.aws_hook(HumanWorkflowHook)
+    assert isinstance(hook, HumanWorkflowHook)
+    assert hook.region_name == REGION
+    assert hook.aws_conn_id is None
+    assert op.aws_hook(HumanWorkflowHook) is hook
     assert "settings" in op.template_fields
     assert "region_name" in op.template_fields
-    assert op.operator_extra_links[0].key == FlowDefinitionLink.key
+    assert isinstance(op.operator_extra_links[0], ReviewLink)
 
 
 def test_names_are_valid_a2i_names() -> None:
@@ -205,23 +208,10 @@ def test_execute_creates_the_task_ui_and_flow_definition_when_absent(
     result = op.execute(context)
 
     assert result == expected.result()
+    # the "Review" link: the flow definition in the A2I console
     context["ti"].xcom_push.assert_called_once_with(
-        key="flow_definition",
-        value={
-            "region_name": REGION,
-            "aws_domain": "aws.amazon.com",
-            "flow_definition_name": expected.fd_name,
-        },
-    )
-
-
-def test_flow_definition_link_points_at_the_a2i_console() -> None:
-    url = FlowDefinitionLink().format_link(
-        region_name=REGION, aws_domain="aws.amazon.com", flow_definition_name="active-learning-fd-abc"
-    )
-
-    assert url == (
-        "https://console.aws.amazon.com/a2i/home?region=us-east-1#/human-review-workflows/active-learning-fd-abc"
+        key="_link_ReviewLink",
+        value=f"https://console.aws.amazon.com/a2i/home?region=us-east-1#/human-review-workflows/{expected.fd_name}",
     )
 
 

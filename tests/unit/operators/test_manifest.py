@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 from botocore.stub import Stubber
 
 from active_learning.classes import class_map
+from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.naming import human_loop_name
 from active_learning.operators.manifest import AugmentedManifestOperator
 from tests.support import load_fixture
@@ -131,7 +132,8 @@ def op() -> AugmentedManifestOperator:
 
 @pytest.fixture
 def a2i(s3: Any, op: AugmentedManifestOperator) -> Iterator[Stubber]:
-    with Stubber(op.hook.conn) as stubber:
+    """The A2I backend's runtime client, stubbed."""
+    with Stubber(op.aws_hook(A2IRuntimeHook).conn) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 

@@ -21,18 +21,19 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from PIL import Image
 
+from active_learning import images as images_module
 from active_learning.hooks.models import ModelLineageHook
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
-from active_learning.naming import transform_job_name
-from active_learning.operators import predict as predict_module
-from active_learning.operators.predict import (
+from active_learning.images import (
     MAX_IMAGE_PIXELS,
     MAX_PAYLOAD_BYTES,
-    BatchPredictOperator,
     Quarantined,
     image_properties,
     read_bounded,
 )
+from active_learning.naming import transform_job_name
+from active_learning.operators import predict as predict_module
+from active_learning.operators.predict import BatchPredictOperator
 from active_learning.settings import SettingsError
 from tests.unit.operators.conftest import (
     BUCKET,
@@ -159,7 +160,7 @@ def test_image_properties_quarantines_an_image_over_the_pixel_limit_from_its_hea
 
 def test_the_pixel_limit_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     assert MAX_IMAGE_PIXELS == 40_000_000
-    monkeypatch.setattr(predict_module, "MAX_IMAGE_PIXELS", 64 * 48)
+    monkeypatch.setattr(images_module, "MAX_IMAGE_PIXELS", 64 * 48)
 
     assert image_properties(image_bytes("PNG", 64, 48)) == ("PNG", 64, 48)
     with pytest.raises(Quarantined, match="65x48 pixels"):
@@ -406,7 +407,7 @@ def test_an_image_over_the_invoke_payload_limit_is_quarantined_not_sent(
     s3: Any, endpoint: FakeEndpoint, context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = image_bytes("PNG", 40, 30)
-    monkeypatch.setattr(predict_module, "MAX_PAYLOAD_BYTES", len(image) - 1)
+    monkeypatch.setattr(images_module, "MAX_PAYLOAD_BYTES", len(image) - 1)
     put(s3, f"{INCOMING}big.png", image)
 
     result = make_operator().execute(context)
@@ -446,7 +447,7 @@ def test_an_object_larger_than_listed_is_read_only_up_to_the_limit(
     # Replaced by a larger object between the listing and the download.
     image = image_bytes("PNG", 40, 30)
     put(s3, f"{INCOMING}grown.png", image)
-    monkeypatch.setattr(predict_module, "MAX_PAYLOAD_BYTES", len(image) - 1)
+    monkeypatch.setattr(images_module, "MAX_PAYLOAD_BYTES", len(image) - 1)
     monkeypatch.setattr(predict_module, "iter_objects", lambda *_: iter([(f"{INCOMING}grown.png", 10)]))
     op = make_operator()
     bodies: list[Any] = []

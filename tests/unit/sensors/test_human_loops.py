@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskD
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from active_learning.hooks.a2i import A2IRuntimeHook
 from active_learning.reviews import ReviewProgress
 from active_learning.sensors.human_loops import HumanLoopSensor
 from active_learning.triggers.human_loops import HumanLoopTrigger
@@ -41,6 +42,11 @@ WINDOW_PARAMS = BASE_PARAMS | {"CreationTimeBefore": CREATED_BEFORE}
 
 
 BUCKET = "my-bucket"
+SETTINGS = {
+    "bucket": BUCKET,
+    "role_arn": f"arn:aws:iam::{ACCOUNT}:role/A2IRole",
+    "workteam_arn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:workteam/private-crowd/reviewers",
+}
 HUMAN_LOOPS_KEY = "active-learning/runs/2026-11-26/human-loops.jsonl"
 
 
@@ -62,8 +68,8 @@ def write_own_loops(names: list[str]) -> None:
 def human_loops(loops: int, windowed: bool = False) -> dict[str, Any]:
     """What StartHumanLoopsOperator returns; ``windowed`` adds created_before (older results lack it)."""
     result = {
+        "review_backend": "a2i",
         "loops": loops,
-        "name_prefix": PREFIX,
         "human_loops_uri": f"s3://{BUCKET}/{HUMAN_LOOPS_KEY}",
         "created_after": CREATED_AFTER.isoformat(),
         "flow_definition_arn": FLOW_ARN,
@@ -78,11 +84,18 @@ def make_sensor(loops: int = 3, windowed: bool = False, **kwargs: Any) -> HumanL
     write_own_loops([loop(i) for i in range(loops)])
     return HumanLoopSensor(
         task_id="wait_for_human_loops",
+        settings=SETTINGS,
+        day="2026-11-26",
         human_loops=human_loops(loops, windowed),
         aws_conn_id=None,
         region_name="us-east-1",
         **kwargs,
     )
+
+
+def runtime(sensor: HumanLoopSensor) -> A2IRuntimeHook:
+    """The A2I backend's runtime hook, as the sensor's checks use it."""
+    return sensor.aws_hook(A2IRuntimeHook)
 
 
 def summary(name: str, status: str, reason: str | None = None) -> dict[str, Any]:
@@ -108,7 +121,7 @@ def sensor() -> HumanLoopSensor:
 
 @pytest.fixture
 def stub(sensor: HumanLoopSensor) -> Iterator[Stubber]:
-    with Stubber(sensor.hook.conn) as stubber:
+    with Stubber(runtime(sensor).conn) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
@@ -120,7 +133,7 @@ def count_list_calls(sensor: HumanLoopSensor) -> list[dict[str, Any]]:
     def record(params: dict[str, Any], **_: Any) -> None:
         calls.append(dict(params))
 
-    sensor.hook.conn.meta.events.register(LIST_CALL, record)
+    runtime(sensor).conn.meta.events.register(LIST_CALL, record)
     return calls
 
 
@@ -146,10 +159,10 @@ def test_fractions_within_bounds_are_accepted(fraction: float) -> None:
     assert make_sensor(min_completed_fraction=fraction).min_completed_fraction == fraction
 
 
-def test_human_loops_is_templated_and_the_hook_targets_the_a2i_runtime(sensor: HumanLoopSensor) -> None:
+def test_human_loops_is_templated_and_the_a2i_backend_checks_the_a2i_runtime(sensor: HumanLoopSensor) -> None:
     assert "human_loops" in HumanLoopSensor.template_fields
-    assert sensor.hook.conn.meta.service_model.service_name == "sagemaker-a2i-runtime"
-    assert sensor.hook.conn.meta.region_name == "us-east-1"
+    assert runtime(sensor).conn.meta.service_model.service_name == "sagemaker-a2i-runtime"
+    assert runtime(sensor).conn.meta.region_name == "us-east-1"
 
 
 # --- poke --------------------------------------------------------------------------------------
@@ -231,7 +244,7 @@ def test_min_completed_fraction_lets_the_sensor_finish_early(fraction: float, do
     sensor = make_sensor(loops=10, min_completed_fraction=fraction)
     items = [summary(loop(i), "Completed") for i in range(8)]
     items += [summary(loop(i), "InProgress") for i in range(8, 10)]
-    with Stubber(sensor.hook.conn) as stub:
+    with Stubber(runtime(sensor).conn) as stub:
         stub.add_response("list_human_loops", {"HumanLoopSummaries": items}, BASE_PARAMS)
 
         result = sensor.poke({})
@@ -248,7 +261,7 @@ def test_the_list_request_carries_created_before_only_when_given(
 ) -> None:
     sensor = make_sensor(loops=1, windowed=windowed)
     calls = count_list_calls(sensor)
-    with Stubber(sensor.hook.conn) as stub:  # expected_params must match the request exactly
+    with Stubber(runtime(sensor).conn) as stub:  # expected_params must match the request exactly
         stub.add_response("list_human_loops", {"HumanLoopSummaries": [summary(loop(0), "Completed")]}, params)
 
         assert sensor.poke({}).is_done is True
@@ -261,7 +274,7 @@ def test_the_list_request_carries_created_before_only_when_given(
 def test_one_check_of_1000_loops_costs_10_list_calls() -> None:
     sensor = make_sensor(loops=1000, windowed=True)
     calls = count_list_calls(sensor)
-    with Stubber(sensor.hook.conn) as stub:
+    with Stubber(runtime(sensor).conn) as stub:
         for page in range(10):
             response: dict[str, Any] = {
                 "HumanLoopSummaries": [
@@ -295,7 +308,7 @@ def test_one_check_of_1000_loops_costs_10_list_calls() -> None:
 def test_execute_with_no_loops_returns_at_once_without_any_call(deferrable: bool) -> None:
     sensor = make_sensor(loops=0, deferrable=deferrable)
     calls = count_list_calls(sensor)
-    with Stubber(sensor.hook.conn):  # nothing queued: any call would raise
+    with Stubber(runtime(sensor).conn):  # nothing queued: any call would raise
         result = sensor.execute({})
 
     assert calls == []
@@ -313,7 +326,7 @@ def test_execute_with_no_loops_returns_at_once_without_any_call(deferrable: bool
 def test_execute_pokes_until_done_and_returns_the_report() -> None:
     sensor = make_sensor(deferrable=False, poke_interval=0, timeout=60)
     calls = count_list_calls(sensor)
-    with Stubber(sensor.hook.conn) as stub:
+    with Stubber(runtime(sensor).conn) as stub:
         stub.add_response(
             "list_human_loops",
             {"HumanLoopSummaries": [summary(loop(i), "InProgress") for i in range(3)]},
@@ -353,9 +366,9 @@ def never_done(
             checks.append(created_after)
             return [summary(loop(0), "Completed"), summary(loop(1), "InProgress")]
 
-        monkeypatch.setattr(sensor.hook, "list_human_loops", list_human_loops)
+        monkeypatch.setattr(runtime(sensor), "list_human_loops", list_human_loops)
         stopped: list[str] = []
-        monkeypatch.setattr(sensor.hook, "stop_human_loop", lambda name: stopped.append(name) or True)
+        monkeypatch.setattr(runtime(sensor), "stop_human_loop", lambda name: stopped.append(name) or True)
         return sensor, checks, stopped
 
     return make
@@ -384,7 +397,7 @@ def test_timeout_with_continue_returns_what_is_complete(never_done: Any) -> None
 def test_timeout_with_fail_raises(never_done: Any) -> None:
     sensor, _, stopped = never_done("fail")
 
-    with pytest.raises(AirflowSensorTimeout, match="stopped 1 open loops"):
+    with pytest.raises(AirflowSensorTimeout, match="stopped 1 open reviews"):
         sensor.execute({})
     # Issue 7.4: stopped before failing (a timed-out sensor is not retried): nobody works on them
     # for nothing, and the answers already given are harvested by augmented_manifest
@@ -409,7 +422,7 @@ def test_deferrable_execute_checks_once_then_defers_to_the_trigger(windowed: boo
     )
     calls = count_list_calls(sensor)
     before = datetime.now(UTC)
-    with Stubber(sensor.hook.conn) as stub:
+    with Stubber(runtime(sensor).conn) as stub:
         stub.add_response(
             "list_human_loops",
             {"HumanLoopSummaries": [summary(loop(i), "InProgress") for i in range(7)]},
@@ -439,14 +452,14 @@ def test_deferrable_execute_checks_once_then_defers_to_the_trigger(windowed: boo
         "region_name": "us-east-1",
         "verify": False,
         "botocore_config": {"retries": {"mode": "standard"}},
-        "carried_requests": {"calls": 0, "retried_calls": 0, "retries": {}},  # none watched here
+        "carried_requests": {"calls": 1, "retried_calls": 0, "retries": {}},  # the check before
     }
 
 
 def test_deferrable_execute_done_at_the_first_check_never_defers() -> None:
     """Issue 15.5: a trigger that would fire at once loses the try to apache/airflow#72716."""
     sensor = make_sensor(deferrable=True)
-    with Stubber(sensor.hook.conn) as stub:
+    with Stubber(runtime(sensor).conn) as stub:
         stub.add_response(
             "list_human_loops",
             {"HumanLoopSummaries": [summary(loop(i), "Completed") for i in range(3)]},
@@ -484,9 +497,9 @@ def test_execute_complete_goes_on_after_a_timeout_when_told_to_continue(
 ) -> None:
     sensor = make_sensor(deferrable=True, on_timeout="continue")
     listed = [summary(loop(0), "Completed"), summary(loop(1), "InProgress"), summary(loop(2), "InProgress")]
-    monkeypatch.setattr(sensor.hook, "list_human_loops", lambda *args: listed)
+    monkeypatch.setattr(runtime(sensor), "list_human_loops", lambda *args: listed)
     calls: list[str] = []
-    monkeypatch.setattr(sensor.hook, "stop_human_loop", lambda name: calls.append(name) or True)
+    monkeypatch.setattr(runtime(sensor), "stop_human_loop", lambda name: calls.append(name) or True)
 
     result = sensor.execute_complete({}, event("timeout", {"Completed": 1, "InProgress": 2}))
 
@@ -499,12 +512,12 @@ def test_execute_complete_goes_on_after_a_timeout_when_told_to_continue(
 
 def test_execute_complete_fails_after_a_timeout_when_told_to_fail() -> None:
     sensor = make_sensor(deferrable=True, on_timeout="fail")
-    with Stubber(sensor.hook.conn) as stub:
+    with Stubber(runtime(sensor).conn) as stub:
         open_loops = [summary(loop(0), "Completed"), summary(loop(1), "InProgress")]
         stub.add_response("list_human_loops", {"HumanLoopSummaries": open_loops}, BASE_PARAMS)
         stub.add_response("stop_human_loop", {}, {"HumanLoopName": loop(1)})
 
-        with pytest.raises(AirflowSensorTimeout, match=r"1/3 loops terminal.*stopped 1 open loops"):
+        with pytest.raises(AirflowSensorTimeout, match=r"1/3 loops terminal.*stopped 1 open reviews"):
             sensor.execute_complete({}, event("timeout", {"Completed": 1, "InProgress": 2}))
 
         stub.assert_no_pending_responses()

@@ -1,0 +1,24 @@
+"""make bench's parse measure runs and writes its figures (the figures themselves are the bench's)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import bench_parse
+
+
+def test_the_parse_measure_writes_both_medians_and_the_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench_parse.main(["--runs", "1", "--output", str(tmp_path)]) == 0
+
+    result = json.loads((tmp_path / "parse.json").read_text())
+    assert set(result["median_ms"]) == {"empty", "active_learning"}
+    assert result["extra_ms"] == round(
+        result["median_ms"]["active_learning"] - result["median_ms"]["empty"], 1
+    )
+    assert result["median_ms"]["active_learning"] > 0
+    assert "DAG parse, median of 1 fresh processes" in capsys.readouterr().out
