@@ -33,7 +33,7 @@ $(LS_STAMP): requirements-label-studio.txt
 # Label Studio on http://127.0.0.1:8080 next to the embedded local AWS, with an admin and a personal
 # access token; prints the URL and the Airflow connections. Data in .label-studio/.
 label-studio: install
-	$(BIN)/python -m emulator.label_studio
+	$(BIN)/python -m tools.label_studio
 
 lint: install
 	$(BIN)/ruff check .
@@ -47,20 +47,20 @@ test: install lint
 
 # The daily loop for several days on the embedded local AWS; artifacts in demo-output/.
 demo: install
-	$(BIN)/python -m emulator.demo --output demo-output
+	$(BIN)/python -m tools.demo --output demo-output
 
 # The standing fault suite: a clean run of seeded days, the same days through a fault-injecting
 # proxy with a kill of every task, and a failed day; prints a table, fails when a goal is missed.
 chaos: install
-	$(BIN)/python -m emulator.chaos --output chaos-output
+	$(BIN)/python -m tools.chaos --output chaos-output
 
 # The local AWS and a real local Airflow (api-server, scheduler, dag-processor, triggerer) with the
 # demo's settings and seeded days; runs until `make airflow-stop` or Ctrl-C. Its home: airflow-stack/.
 airflow: install
-	$(BIN)/python -m emulator.stack up
+	$(BIN)/python -m tools.stack up
 
 airflow-stop:
-	$(BIN)/python -m emulator.stack stop
+	$(BIN)/python -m tools.stack stop
 
 # Only the system tests (also part of `make test`): the DAG through a real scheduler and triggerer
 # (a 3-day backfill), and its UI in headless Chromium.

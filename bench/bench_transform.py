@@ -64,8 +64,8 @@ def start_local_aws(latency: float, state_file: Path) -> tuple[subprocess.Popen,
 
 def _prepare(url: str, images: int) -> None:
     """A bucket, an endpoint serving a small trained model, and a day of ``images`` objects."""
-    from emulator.model import train
-    from emulator.scenes import make_scenes
+    from world.model import train
+    from world.scenes import make_scenes
 
     options = {"endpoint_url": url, "region_name": "us-east-1"}
     s3, sagemaker = boto3.client("s3", **options), boto3.client("sagemaker", **options)

@@ -34,9 +34,9 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 from active_learning.detections import parse_prediction  # noqa: E402
 from active_learning.routing import RoutingPolicy  # noqa: E402
 from active_learning.selection import STRATEGIES, SelectionStrategy, uniform_draw  # noqa: E402
-from emulator.evaluation import image_size, mean_average_precision  # noqa: E402
-from emulator.model import LocalDetector, train  # noqa: E402
-from emulator.scenes import EASY_WORLD, LONG_TAIL_WORLD, VOC_WORLD, World, make_scenes  # noqa: E402
+from world.evaluation import image_size, mean_average_precision  # noqa: E402
+from world.model import LocalDetector, train  # noqa: E402
+from world.scenes import EASY_WORLD, LONG_TAIL_WORLD, VOC_WORLD, World, make_scenes  # noqa: E402
 
 WORLDS: dict[str, World] = {"4-classes": EASY_WORLD, "20-classes": VOC_WORLD, "long-tail": LONG_TAIL_WORLD}
 RANDOM = "random"

@@ -14,16 +14,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from emulator.protocol import AwsError, arn, check_name, iso, now
 
-if TYPE_CHECKING:
-    from emulator.server import Emulator
-
 MAX_INPUT_CHARS = 3_145_728
-REFERENCE_METADATA = "reference-boxes"
 
 
 @dataclass
@@ -71,11 +67,28 @@ class ReviewerConfig:
 
 
 class A2IRuntime:
-    """StartHumanLoop, DescribeHumanLoop, ListHumanLoops, StopHumanLoop, DeleteHumanLoop."""
+    """StartHumanLoop, DescribeHumanLoop, ListHumanLoops, StopHumanLoop, DeleteHumanLoop.
 
-    def __init__(self, emulator: Emulator, reviewer: ReviewerConfig) -> None:
-        self.emulator = emulator
+    :param reviewer: how the stand-in reviewers behave.
+    :param later: runs a state change after a delay, in the background.
+    :param flow_definition: a flow definition by ARN (``None`` when there is none).
+    :param reference_of: an image's reference boxes and size, by S3 URI.
+    :param put_object: writes an object (the loop's ``output.json``), by S3 URI.
+    """
+
+    def __init__(
+        self,
+        reviewer: ReviewerConfig,
+        later: Callable[..., None],
+        flow_definition: Callable[[str], dict[str, Any] | None],
+        reference_of: Callable[[str], tuple[list[dict[str, Any]], int, int]],
+        put_object: Callable[[str, bytes], None],
+    ) -> None:
         self.reviewer = reviewer
+        self.later = later
+        self.flow_definition = flow_definition
+        self.reference_of = reference_of
+        self.put_object = put_object
         self.random = random.Random(reviewer.seed)
         self.lock = threading.Lock()
         self.loops: dict[str, HumanLoop] = {}
@@ -115,7 +128,7 @@ class A2IRuntime:
             json.loads(content)
         except json.JSONDecodeError as err:
             raise AwsError("ValidationException", f"InputContent is not valid JSON: {err}") from err
-        flow = self.emulator.sagemaker.flow_definition_by_arn(flow_arn)
+        flow = self.flow_definition(flow_arn)
         if flow is None or flow["FlowDefinitionStatus"] != "Active":
             raise AwsError(
                 "ValidationException", f"Flow definition {flow_arn} does not exist or is not Active"
@@ -133,7 +146,7 @@ class A2IRuntime:
             loop = HumanLoop(name, arn(region, "human-loop", name), flow_arn, content)
             self.loops[name] = loop
         if self.reviewer.mode == "reference":
-            self.emulator.later(self.reviewer.delay, self._review, loop, flow)
+            self.later(self.reviewer.delay, self._review, loop, flow)
         return {"HumanLoopArn": loop.arn}
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -174,7 +187,7 @@ class A2IRuntime:
         loop = self._get(name)
         if loop.status == "InProgress":
             loop.status = "Stopping"
-            self.emulator.later(self.reviewer.delay, self._set_status, loop, "Stopping", "Stopped")
+            self.later(self.reviewer.delay, self._set_status, loop, "Stopping", "Stopped")
         return {}
 
     @staticmethod
@@ -213,11 +226,11 @@ class A2IRuntime:
         if self.random.random() < self.reviewer.abandon_fraction:
             # nobody takes the task: it stays InProgress until the flow definition's lifetime runs out
             lifetime = int(flow["HumanLoopConfig"].get("TaskAvailabilityLifetimeInSeconds", 864_000))
-            self.emulator.later(max(lifetime - self.reviewer.delay, 0), self._expire, loop)
+            self.later(max(lifetime - self.reviewer.delay, 0), self._expire, loop)
             return
         task = json.loads(loop.input_content)
         try:
-            reference, width, height = self.emulator.reference_of(task["taskObject"])
+            reference, width, height = self.reference_of(task["taskObject"])
         except Exception as err:
             loop.status, loop.failure_reason = "Failed", f"The task object could not be read: {err}"
             return
@@ -263,7 +276,7 @@ class A2IRuntime:
         loop = self._get(name)
         if loop.status != "InProgress":
             raise AwsError("ValidationException", f"Human loop {name} is {loop.status}, not InProgress")
-        flow = self.emulator.sagemaker.flow_definition_by_arn(loop.flow_definition_arn)
+        flow = self.flow_definition(loop.flow_definition_arn)
         if flow is None:
             raise AwsError("ValidationException", f"Flow definition {loop.flow_definition_arn} is gone")
         finished = now()
@@ -275,7 +288,7 @@ class A2IRuntime:
             "inputContent": json.loads(loop.input_content),
             "humanAnswers": answers,
         }
-        self.emulator.put_object(uri, json.dumps(document).encode())
+        self.put_object(uri, json.dumps(document).encode())
         loop.output_uri, loop.status = uri, "Completed"
         return uri
 

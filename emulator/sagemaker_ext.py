@@ -11,12 +11,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator.protocol import SAGEMAKER_NAME, AwsError, arn, check_name, epoch, now, require
-
-if TYPE_CHECKING:
-    from emulator.server import Emulator
 
 MAX_TEMPLATE_CHARS = 128_000
 
@@ -78,11 +75,35 @@ class TrainingJob:
 
 
 class SageMakerExtensions:
-    """Answers ``SageMaker.<Operation>`` JSON requests for the operations listed in ``handlers``."""
+    """Answers ``SageMaker.<Operation>`` JSON requests for the operations listed in ``handlers``.
 
-    def __init__(self, emulator: Emulator, trainer: Callable[[TrainingJob, Emulator], float]) -> None:
-        self.emulator = emulator
+    :param timings: the simulated state changes' delays (``activation_delay``, ``update_delay``,
+        ``training_start_delay``).
+    :param later: runs a state change after a delay, in the background.
+    :param moto_sagemaker: moto's SageMaker backend of a region (endpoints, configs, models).
+    :param model_data_url: a model's artifact URI, by region and model name.
+    :param load_model: the local model of an artifact (an update rolls back when it does not load).
+    :param trainer: trains a job for real; returns its validation mAP.
+    :param task_ui_url: where a task UI's template is served, by name.
+    """
+
+    def __init__(
+        self,
+        timings: Any,
+        later: Callable[..., None],
+        moto_sagemaker: Callable[[str], Any],
+        model_data_url: Callable[[str, str], str],
+        load_model: Callable[[str, str], Any],
+        trainer: Callable[[TrainingJob], float],
+        task_ui_url: Callable[[str], str],
+    ) -> None:
+        self.timings = timings
+        self.later = later
+        self.moto_sagemaker = moto_sagemaker
+        self.model_data_url = model_data_url
+        self.load_model = load_model
         self.trainer = trainer
+        self.task_ui_url = task_ui_url
         self.lock = threading.Lock()
         self.task_uis: dict[str, dict[str, Any]] = {}
         self.flow_definitions: dict[str, dict[str, Any]] = {}
@@ -156,7 +177,7 @@ class SageMakerExtensions:
             "HumanTaskUiStatus": "Active",
             "CreationTime": epoch(ui["created"]),
             "UiTemplate": {
-                "Url": f"{self.emulator.url}/_emulator/task-uis/{name}",
+                "Url": self.task_ui_url(name),
                 "ContentSha256": hashlib.sha256(ui["content"].encode()).hexdigest(),
             },
         }
@@ -188,7 +209,7 @@ class SageMakerExtensions:
                 "RoleArn": body["RoleArn"],
             }
         self._add_tags(flow_arn, body.get("Tags", []))
-        self.emulator.later(self.emulator.config.activation_delay, self._activate, name)
+        self.later(self.timings.activation_delay, self._activate, name)
         return {"FlowDefinitionArn": flow_arn}
 
     def _activate(self, name: str) -> None:
@@ -217,7 +238,7 @@ class SageMakerExtensions:
     def update_endpoint(self, body: dict[str, Any], region: str) -> dict[str, Any]:
         """Updating -> InService; the old config serves until the new one is InService."""
         require(body, "EndpointName", "EndpointConfigName")
-        backend = self.emulator.moto_sagemaker(region)
+        backend = self.moto_sagemaker(region)
         endpoint = backend.endpoints.get(body["EndpointName"])
         if endpoint is None:
             raise AwsError("ValidationException", f'Could not find endpoint "{body["EndpointName"]}".')
@@ -234,14 +255,14 @@ class SageMakerExtensions:
             )
         endpoint.endpoint_status = "Updating"
         endpoint.failure_reason = None
-        self.emulator.later(self.emulator.config.update_delay, self._finish_update, region, endpoint, config)
+        self.later(self.timings.update_delay, self._finish_update, region, endpoint, config)
         return {"EndpointArn": endpoint.arn}
 
     def _finish_update(self, region: str, endpoint: Any, config: Any) -> None:
         model_name = config.production_variants[0]["ModelName"]
         reason = None
         try:  # a model whose artifact does not load rolls the update back, as a failed health check would
-            self.emulator.load_model(self.emulator.model_data_url(region, model_name), region)
+            self.load_model(self.model_data_url(region, model_name), region)
         except Exception as err:
             reason = f"the new model did not load ({err})"
         if reason is None and self.alarmed_updates:
@@ -250,14 +271,14 @@ class SageMakerExtensions:
         if reason is not None:
             endpoint.endpoint_status = "RollingBack"
             endpoint.failure_reason = f"Update rolled back: {reason}"
-            self.emulator.later(self.emulator.config.update_delay, self._rolled_back, endpoint)
+            self.later(self.timings.update_delay, self._rolled_back, endpoint)
             return
-        replaced = self.emulator.moto_sagemaker(region).endpoint_configs[endpoint.endpoint_config_name]
+        replaced = self.moto_sagemaker(region).endpoint_configs[endpoint.endpoint_config_name]
         self.landed_updates.append(
             (
                 endpoint.endpoint_name,
-                self.emulator.model_data_url(region, replaced.production_variants[0]["ModelName"]),
-                self.emulator.model_data_url(region, model_name),
+                self.model_data_url(region, replaced.production_variants[0]["ModelName"]),
+                self.model_data_url(region, model_name),
             )
         )
         endpoint.endpoint_config_name = config.endpoint_config_name
@@ -293,7 +314,7 @@ class SageMakerExtensions:
             job = TrainingJob(name=name, region=region, request=body)
             self.training_jobs[name] = job
         self._add_tags(job.arn, body.get("Tags", []))
-        delay = self.emulator.config.training_start_delay
+        delay = self.timings.training_start_delay
         threading.Thread(
             target=self._run_training, args=(job, delay), name=f"training-{name}", daemon=True
         ).start()
@@ -303,7 +324,7 @@ class SageMakerExtensions:
         time.sleep(start_delay)
         job.started, job.secondary = now(), "Training"
         try:
-            value = self.trainer(job, self.emulator)
+            value = self.trainer(job)
             if job.stop_requested.is_set():
                 job.status, job.secondary = "Stopped", "Stopped"
             else:

@@ -19,7 +19,7 @@ from moto.sagemaker.models import sagemaker_backends
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from emulator.a2i import REFERENCE_METADATA, A2IRuntime, ReviewerConfig
+from emulator.a2i import A2IRuntime, ReviewerConfig
 from emulator.protocol import (
     ACCOUNT_ID,
     AwsError,
@@ -29,6 +29,7 @@ from emulator.protocol import (
 )
 from emulator.sagemaker_ext import SageMakerExtensions, json_body
 from emulator.transform import TransformJobs
+from world import REFERENCE_METADATA
 
 ADMIN = "/_emulator"
 
@@ -58,8 +59,22 @@ class Emulator:
         self.host, self.port = host, port
         self.config = config or EmulatorConfig()
         self.moto = DomainDispatcherApplication(create_backend_app)
-        self.sagemaker = SageMakerExtensions(self, train_job)
-        self.a2i = A2IRuntime(self, reviewer or ReviewerConfig())
+        self.sagemaker = SageMakerExtensions(
+            self.config,
+            self.later,
+            self.moto_sagemaker,
+            self.model_data_url,
+            self.load_model,
+            trainer=lambda job: train_job(job, self.get_object, self.put_object),
+            task_ui_url=lambda name: f"{self.url}{ADMIN}/task-uis/{name}",
+        )
+        self.a2i = A2IRuntime(
+            reviewer or ReviewerConfig(),
+            self.later,
+            self.sagemaker.flow_definition_by_arn,
+            self.reference_of,
+            self.put_object,
+        )
         self.transforms = TransformJobs(
             lambda: self.client("s3"), self.model_predictor, self.config.invoke_latency
         )
@@ -163,7 +178,7 @@ class Emulator:
 
     def load_model(self, model_data_url: str, region: str = "us-east-1") -> Any:
         """The local model of an artifact, cached by URL (artifacts are immutable once written)."""
-        from emulator.model import LocalDetector
+        from world.model import LocalDetector
 
         with self._models_lock:
             if model_data_url not in self._models:

@@ -1,6 +1,6 @@
 """docker-compose.yaml cannot run here (no container engine): check it against what runs here instead.
 
-Its services must run the commands and settings that ``make airflow`` (``emulator/stack.py``) runs
+Its services must run the commands and settings that ``make airflow`` (``tools/stack.py``) runs
 and the system tests exercise, from images built with their requirements, and every command must
 exist in the project or in Airflow's CLI.
 """
@@ -17,8 +17,8 @@ import yaml
 from airflow.cli.cli_parser import get_parser
 
 from active_learning.settings import EnvironmentDefaults, LoopSettings
-from emulator.demo import airflow_env
-from emulator.stack import (
+from tools.airflow_runs import airflow_env
+from tools.stack import (
     AIRFLOW_COMPONENTS,
     AIRFLOW_INIT,
     PLACE_SETTINGS,

@@ -18,12 +18,13 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator.a2i import REFERENCE_METADATA, ReviewerConfig
-from emulator.model import train
-from emulator.scenes import DEMO_CLASSES, make_scenes
+from emulator.a2i import ReviewerConfig
 from emulator.server import Emulator, EmulatorConfig
 from tests.aws_contract import CallRecorder, output_errors
 from tests.support import wait_for
+from world import REFERENCE_METADATA
+from world.model import train
+from world.scenes import DEMO_CLASSES, make_scenes
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,12 @@ from typing import Any
 import boto3
 import pytest
 
-from emulator.a2i import REFERENCE_METADATA, ReviewerConfig
-from emulator.scenes import DEMO_CLASSES, make_scenes
+from emulator.a2i import ReviewerConfig
 from emulator.server import Emulator, EmulatorConfig
 from tests.emulator.test_contract import BUCKET, ROLE, WORKTEAM, deploy, put_model
 from tests.support import wait_for
+from world import REFERENCE_METADATA
+from world.scenes import DEMO_CLASSES, make_scenes
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import WaiterError
 
-from emulator.model import train
-from emulator.scenes import DEMO_CLASSES, make_scenes
 from emulator.server import Emulator, EmulatorConfig
 from tests.aws_contract import output_errors
+from world.model import train
+from world.scenes import DEMO_CLASSES, make_scenes
 
 BUCKET = "transform-bucket"
 ROLE = "arn:aws:iam::123456789012:role/Transform"

@@ -14,9 +14,9 @@ import boto3
 import pytest
 
 from emulator.a2i import ReviewerConfig
-from emulator.label_studio import LabelStudioServer
 from emulator.server import Emulator, EmulatorConfig
 from tests.aws_contract import plugin_environment, read_calls
+from tools.label_studio import LabelStudioServer
 
 BUCKET = "integration-bucket"
 ROLE = "arn:aws:iam::123456789012:role/Integration"
@@ -58,7 +58,7 @@ def aws(emulator: Emulator) -> Callable[[str], Any]:
 
 @dataclass(frozen=True)
 class EndToEndDay:
-    """One day of the real DAG (``emulator.demo``: ``airflow dags test``) and every AWS call made in it.
+    """One day of the real DAG (``tools.demo``: ``airflow dags test``) and every AWS call made in it.
 
     :param output: the demo's output folder (summary.json, airflow.log, Airflow home).
     :param calls: every botocore call of every process (the Airflow tasks, the emulator, the demo's
@@ -86,7 +86,7 @@ def end_to_end_day(tmp_path_factory: pytest.TempPathFactory) -> EndToEndDay:
         # the recorder (tests.aws_contract) importable by every process the demo starts
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    command = [sys.executable, "-m", "emulator.demo", "--output", str(output)]
+    command = [sys.executable, "-m", "tools.demo", "--output", str(output)]
     result = subprocess.run(
         [*command, "--days", "1", "--images-per-day", "30"],
         cwd=ROOT,

@@ -18,11 +18,11 @@ from active_learning.operators.human_loops import StartHumanLoopsOperator
 from active_learning.operators.human_workflow import CreateHumanReviewWorkflowOperator
 from active_learning.operators.manifest import AugmentedManifestOperator
 from active_learning.sensors.human_loops import HumanLoopSensor
-from emulator.a2i import REFERENCE_METADATA
-from emulator.label_studio import LabelStudioServer
-from emulator.scenes import DEMO_CLASSES, make_scenes
 from emulator.server import Emulator
 from tests.integration.conftest import BUCKET, ROLE, WORKTEAM
+from tools.label_studio import LabelStudioServer
+from world import REFERENCE_METADATA
+from world.scenes import DEMO_CLASSES, make_scenes
 
 PREFIX = "active-learning"
 AWS_CONN = "aws_reviews"

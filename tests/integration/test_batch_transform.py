@@ -10,11 +10,11 @@ from urllib.parse import quote
 import pytest
 
 from active_learning.operators.predict import BatchPredictOperator
-from emulator.model import train
-from emulator.scenes import make_scenes
 from emulator.server import Emulator
 from tests.integration.conftest import BUCKET, ROLE, WORKTEAM
 from tests.integration.test_models_and_endpoints import CLASSES, deploy, put_model
+from world.model import train
+from world.scenes import make_scenes
 
 PREFIX = "transform-it"
 DAYS = {"realtime": "2026-11-20", "batch_transform": "2026-11-21"}

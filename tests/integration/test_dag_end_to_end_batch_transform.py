@@ -13,7 +13,7 @@ ROOT = Path(__file__).parents[2]
 
 def test_a_transform_day_trains_and_updates_and_its_rerun_starts_no_second_job(tmp_path: Path) -> None:
     output = tmp_path / "demo"
-    command = [sys.executable, "-m", "emulator.demo", "--output", str(output), "--days", "1"]
+    command = [sys.executable, "-m", "tools.demo", "--output", str(output), "--days", "1"]
     command += ["--images-per-day", "12", "--predict-mode", "batch_transform", "--runs-per-day", "2"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False)
     airflow_log = (output / "airflow.log").read_text() if (output / "airflow.log").exists() else ""

@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[2]
 
 def test_one_day_reviewed_in_label_studio_trains_and_updates_the_endpoint(tmp_path: Path) -> None:
     output = tmp_path / "demo"
-    command = [sys.executable, "-m", "emulator.demo", "--output", str(output), "--days", "1"]
+    command = [sys.executable, "-m", "tools.demo", "--output", str(output), "--days", "1"]
     command += ["--images-per-day", "12", "--review-backend", "label_studio"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False)
     airflow_log = (output / "airflow.log").read_text() if (output / "airflow.log").exists() else ""

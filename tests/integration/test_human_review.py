@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator.a2i import REFERENCE_METADATA
-from emulator.scenes import DEMO_CLASSES, make_scenes
 from tests.integration.conftest import BUCKET, ROLE, WORKTEAM
 from tests.support import wait_for
+from world import REFERENCE_METADATA
+from world.scenes import DEMO_CLASSES, make_scenes
 
 
 def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:

@@ -18,11 +18,11 @@ import pytest
 
 from active_learning.hooks.models import builtin_image_uri
 from active_learning.settings import LoopSettings
-from emulator.demo import ENDPOINT, airflow_env
 from emulator.protocol import ACCOUNT_ID
-from emulator.seed import BUCKET, INITIAL_MODEL, PREFIX, VALIDATION_MANIFEST
 from tests.aws_contract import _S3_ACTIONS, Permission, Policy, delegated_permissions, required_permissions
 from tests.integration.conftest import ROOT, EndToEndDay
+from tools.airflow_runs import ENDPOINT, airflow_env
+from tools.seed import BUCKET, INITIAL_MODEL, PREFIX, VALIDATION_MANIFEST
 
 POLICIES = ROOT / "include" / "iam"
 AIRFLOW_POLICY = POLICIES / "airflow-policy.json"

@@ -15,8 +15,6 @@ from active_learning.hooks.label_studio import LabelStudioHook
 from active_learning.review_backends.label_studio import max_calls_per_check, project_title
 from active_learning.settings import LoopSettings
 from active_learning.triggers.label_studio import LabelStudioReviewTrigger
-from emulator.label_studio import LabelStudioClient, LabelStudioServer, percent_result
-from emulator.scenes import DEMO_CLASSES
 from tests.integration.reviews import (
     AWS_CONN,
     LS_CONN,
@@ -26,6 +24,8 @@ from tests.integration.reviews import (
     read_lines,
     settings,
 )
+from tools.label_studio import LabelStudioClient, LabelStudioServer, percent_result
+from world.scenes import DEMO_CLASSES
 
 
 @pytest.fixture

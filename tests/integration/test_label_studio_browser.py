@@ -21,10 +21,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from active_learning.hooks.label_studio import LabelStudioHook
-from emulator.label_studio import ADMIN_EMAIL, ADMIN_PASSWORD, LabelStudioServer
-from emulator.scenes import DEMO_CLASSES
 from tests.integration.reviews import LS_CONN, ReviewStep, connect, put_day, read_lines, settings
 from tests.support import chromium
+from tools.label_studio import ADMIN_EMAIL, ADMIN_PASSWORD, LabelStudioServer
+from world.scenes import DEMO_CLASSES
 
 DAY = "2026-03-20"
 

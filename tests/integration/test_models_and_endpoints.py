@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator.model import LocalDetector, train
-from emulator.scenes import DEMO_CLASSES, make_scenes
 from tests.integration.conftest import BUCKET, ROLE
 from tests.support import wait_for
+from world.model import LocalDetector, train
+from world.scenes import DEMO_CLASSES, make_scenes
 
 CLASSES = list(DEMO_CLASSES)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from emulator.a2i import REFERENCE_METADATA
-from emulator.label_studio import LabelStudioClient, ScriptedAnnotator
-from emulator.scenes import DEMO_CLASSES
 from tests.integration.reviews import ReviewStep, connect, put_day, read_lines, settings
+from tools.label_studio import LabelStudioClient, ScriptedAnnotator
+from world import REFERENCE_METADATA
+from world.scenes import DEMO_CLASSES
 
 BACKENDS = ["a2i", "label_studio"]
 

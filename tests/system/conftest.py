@@ -1,4 +1,4 @@
-"""System tests: the DAG under a real local Airflow (``python -m emulator.stack``, as ``make airflow``).
+"""System tests: the DAG under a real local Airflow (``python -m tools.stack``, as ``make airflow``).
 
 One stack per session, started by the same command as ``make airflow`` on free ports, with this
 folder's DAGs (the loop's and a consumer of its model Asset), and stopped by the same command as
@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from emulator.stack import DAG_ID, seeded_days
 from tests.system.helpers import (
     CONSUMER,
     ROOT,
@@ -28,6 +27,7 @@ from tests.system.helpers import (
     stop_stack,
     wait_for,
 )
+from tools.stack import DAG_ID, seeded_days
 
 SYSTEM_DAGS = Path(__file__).parent / "dags"
 

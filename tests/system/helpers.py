@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import psutil
 
-from emulator.stack import AirflowApi
+from tools.stack import AirflowApi
 
 ROOT = Path(__file__).parents[2]
 CONSUMER = "model_consumer"  # tests/system/dags/model_consumer.py
@@ -34,7 +34,7 @@ class RunningStack:
 
 
 def stack_command(*arguments: str) -> list[str]:
-    return [sys.executable, "-m", "emulator.stack", *arguments]
+    return [sys.executable, "-m", "tools.stack", *arguments]
 
 
 def start_stack(home: Path, dags: Path | None = None) -> RunningStack:

@@ -19,9 +19,9 @@ from urllib.parse import quote
 import boto3
 import pytest
 
-from emulator.seed import BUCKET, INITIAL_MODEL, PREFIX
-from emulator.stack import DAG_ID
 from tests.system.helpers import CONSUMER, TERMINAL, RunningStack, runs, task_instances, wait_for
+from tools.seed import BUCKET, INITIAL_MODEL, PREFIX
+from tools.stack import DAG_ID
 
 
 def when(timestamp: str) -> datetime:

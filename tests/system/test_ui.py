@@ -20,9 +20,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from emulator.stack import DAG_ID, PASSWORD, USERNAME
 from tests.support import chromium
 from tests.system.helpers import RunningStack, task_instances
+from tools.stack import DAG_ID, PASSWORD, USERNAME
 
 
 @pytest.fixture(scope="module")

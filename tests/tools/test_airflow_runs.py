@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.demo import run
+from tools.airflow_runs import run
 
 # What `airflow dags test` prints, every second, while nothing it can run advances the day.
 BLOCKED = """

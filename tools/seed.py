@@ -1,7 +1,7 @@
 """Demo data on the local AWS: the bucket, a weak initial model, a fixed validation set, daily images.
 
-``python -m emulator.seed --url URL`` seeds a running emulator (the docker-compose ``aws-seed``
-service does this); ``emulator.demo`` calls :func:`seed` on its own emulator.
+``python -m tools.seed --url URL`` seeds a running emulator (the docker-compose ``aws-seed``
+service does this); ``tools.demo`` calls :func:`seed` on its own emulator.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import boto3
 
-from emulator.a2i import REFERENCE_METADATA
-from emulator.model import LocalDetector, train
-from emulator.scenes import WORLDS, World, make_scenes
+from world import REFERENCE_METADATA
+from world.model import LocalDetector, train
+from world.scenes import WORLDS, World, make_scenes
 
 BUCKET = "active-learning-demo"
 PREFIX = "active-learning"

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from emulator.evaluation import image_size, mean_average_precision
-from emulator.model import train
-from emulator.scenes import (
+from world.evaluation import image_size, mean_average_precision
+from world.model import train
+from world.scenes import (
     DEMO_CLASSES,
     DEMO_WORLD,
     EASY_WORLD,

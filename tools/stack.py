@@ -1,11 +1,11 @@
 """``make airflow``: the embedded local AWS and a real local Airflow 3.3, with no container engine.
 
 Runs, each as its own process: the local AWS (``python -m emulator serve``), its seed
-(``python -m emulator.seed``: bucket, weak initial model, validation set, the last 3 days of images),
+(``python -m tools.seed``: bucket, weak initial model, validation set, the last 3 days of images),
 ``airflow db migrate``, then the api-server, scheduler, dag-processor and triggerer (LocalExecutor;
 SQLite in the Airflow home unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` says otherwise) with the
-demo's settings (:func:`emulator.demo.airflow_env`). It prints the UI's URL and login and keeps
-running until ``python -m emulator.stack stop`` (``make airflow-stop``) or Ctrl-C, which stop every
+demo's settings (:func:`tools.airflow_runs.airflow_env`). It prints the UI's URL and login and keeps
+running until ``python -m tools.stack stop`` (``make airflow-stop``) or Ctrl-C, which stop every
 process it started, their children included.
 
 docker-compose.yaml runs the same commands with the same settings: :data:`AIRFLOW_COMPONENTS`,
@@ -23,7 +23,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,10 +37,10 @@ from typing import Any
 
 import psutil
 
-from emulator.demo import ENDPOINT, ROOT, airflow_env
-from emulator.scenes import EASY_WORLD
+from tools.airflow_runs import ENDPOINT, ROOT, airflow_env, free_port
+from world.scenes import EASY_WORLD
 
-# The world emulator.seed uploads by default (and docker-compose names in AL_CLASS_NAMES).
+# The world tools.seed uploads by default (and docker-compose names in AL_CLASS_NAMES).
 WORLD = EASY_WORLD
 
 DAG_ID = "active_learning"
@@ -101,7 +100,7 @@ RUNTIME_SETTINGS: dict[str, str] = {
     "AL_WAITER_DELAY_SECONDS": "10",
     "AL_REVIEW_POLL_SECONDS": "10",
 }
-# Keys of emulator.demo.airflow_env that name places on this machine, not settings.
+# Keys of tools.airflow_runs.airflow_env that name places on this machine, not settings.
 LOCAL_PLACES = (
     "AIRFLOW_HOME",
     "AIRFLOW__CORE__DAGS_FOLDER",
@@ -124,7 +123,7 @@ PLACE_SETTINGS = (
 
 def shared_settings() -> dict[str, str]:
     """The environment both this stack and docker-compose give every Airflow process: the demo's
-    ``AL_*`` settings and AWS credentials (:func:`emulator.demo.airflow_env`) and
+    ``AL_*`` settings and AWS credentials (:func:`tools.airflow_runs.airflow_env`) and
     :data:`RUNTIME_SETTINGS`; not the places (home, folders, URLs, ports, secrets)."""
     demo = airflow_env(Path("/airflow-home"), "http://aws", WORLD.classes)
     settings = {
@@ -143,23 +142,17 @@ def emulator_command(host: str, port: int, state_file: str) -> list[str]:
 
 
 def seed_command(url: str) -> list[str]:
-    return ["python", "-m", "emulator.seed", "--url", url, "--days", str(SEEDED_DAYS)]
+    return ["python", "-m", "tools.seed", "--url", url, "--days", str(SEEDED_DAYS)]
 
 
 def seeded_days(today: date) -> list[date]:
-    """The days ``emulator.seed`` uploads images for by default: the last 3 before today."""
+    """The days ``tools.seed`` uploads images for by default: the last 3 before today."""
     return [today - timedelta(days=offset) for offset in range(SEEDED_DAYS, 0, -1)]
 
 
 def init_script() -> str:
     """:data:`AIRFLOW_INIT` as one shell command (docker-compose's airflow-init service runs it)."""
     return " && ".join(shlex.join(command) for command in AIRFLOW_INIT)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def local_command(command: list[str] | tuple[str, ...]) -> list[str]:

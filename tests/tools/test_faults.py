@@ -11,8 +11,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from emulator.faults import FaultProxy, FaultRates
 from emulator.server import Emulator
+from tools.faults import FaultProxy, FaultRates
 
 BUCKET = "faults-bucket"
 

@@ -6,7 +6,7 @@ with SQLite in a data folder, creates the admin user, and gets a personal access
 person does in the UI (log in, Account & Settings -> Personal Access Token), since 1.23 disables
 legacy tokens for new organizations. It never imports the product.
 
-    python -m emulator.label_studio [--port 8080] [--data-dir .label-studio]
+    python -m tools.label_studio [--port 8080] [--data-dir .label-studio]
 """
 
 from __future__ import annotations
@@ -28,16 +28,12 @@ from urllib.parse import quote
 
 import requests
 
+from tools.airflow_runs import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BIN = REPO / ".venv-label-studio" / "bin" / "label-studio"
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "active-learning-local"  # a local, loopback-only server: not a secret
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LabelStudioServer:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emulator.evaluation import image_size, mean_average_precision
-from emulator.model import LocalDetector, label_components, train
-from emulator.scenes import DEMO_CLASSES, make_scenes
+from world.evaluation import image_size, mean_average_precision
+from world.model import LocalDetector, label_components, train
+from world.scenes import DEMO_CLASSES, make_scenes
 
 SIZE = 96
 NUM_CLASSES = len(DEMO_CLASSES)

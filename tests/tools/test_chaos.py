@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from emulator.chaos import KILLED_TASKS, DayResult, Kill, kill_plan, misses, without_creation_dates
+from tools.chaos import KILLED_TASKS, DayResult, Kill, kill_plan, misses, without_creation_dates
 
 DAYS = [date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)]
 

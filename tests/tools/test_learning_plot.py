@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from emulator.learning_plot import plot_learning
+from tools.learning_plot import plot_learning
 
 
 def test_the_plot_is_a_png_of_the_days(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """``make chaos``: the standing fault suite of the ``active_learning`` DAG on the local AWS.
 
 Three scenarios on the same seeded days, each with its own emulator (moto reset), a proxy
-(:class:`emulator.faults.FaultProxy`) that the Airflow AWS connection's ``endpoint_url`` points at,
+(:class:`tools.faults.FaultProxy`) that the Airflow AWS connection's ``endpoint_url`` points at,
 and its own Airflow home; days run with ``airflow dags test`` as in ``make demo`` (reviewers
 answer without noise, so that two runs label alike):
 
@@ -81,7 +81,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator.demo import (
+from emulator.server import Emulator
+from tools.airflow_runs import (
     AIRFLOW,
     ENDPOINT,
     REVIEWER,
@@ -93,10 +94,9 @@ from emulator.demo import (
     print_table,
     run_process,
 )
-from emulator.faults import FaultProxy, FaultRates
-from emulator.scenes import EASY_WORLD
-from emulator.seed import BUCKET, PREFIX, seed
-from emulator.server import Emulator
+from tools.faults import FaultProxy, FaultRates
+from tools.seed import BUCKET, PREFIX, seed
+from world.scenes import EASY_WORLD
 
 DAG_ID = "active_learning"
 KILLED_TASKS = (
