@@ -11,7 +11,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean label-studio
+.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean label-studio docs
 
 install: $(STAMP) $(LS_STAMP)
 
@@ -76,6 +76,10 @@ bench: install
 # Selection strategies against random picks on three synthetic worlds; table, JSON and plot in experiment-output/.
 experiment: install
 	$(BIN)/python bench/experiment.py --output experiment-output
+
+# docs/settings.md from the settings' fields (a test fails when it is stale).
+docs: install
+	$(BIN)/python -m tools.settings_doc
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .label-studio .airflow .pytest_cache .ruff_cache demo-output chaos-output airflow-stack bench-output experiment-output .emulator.json .emulator.log

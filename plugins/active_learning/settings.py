@@ -204,6 +204,16 @@ class LoopSettings:
         minimum=0,
         maximum=1,
     )
+    initial_box_min_score: float = setting(
+        0.1,
+        description="reviewers see the model's boxes scoring at least this (a first, weak model scores "
+        "low: 0.1 shows its best box on every routed image of the demo's first day)",
+        minimum=0,
+        maximum=1,
+    )
+    max_initial_boxes: int = setting(
+        20, description="most model boxes a reviewer sees, the highest scoring first", minimum=0
+    )
     task_count: int = setting(
         1, description="workers per image (answers are consolidated by majority)", minimum=1, maximum=3
     )

@@ -57,12 +57,14 @@ def day_loops(stack: RunningStack, aws: Callable[[str], Any], day: date) -> list
     xcom = stack.api(
         "GET",
         f"/dags/{DAG_ID}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/"
-        "create_human_review_workflow/xcomEntries/flow_definition_arn",
+        "create_human_review_workflow/xcomEntries/return_value",
     )
     pages = (
         aws("sagemaker-a2i-runtime")
         .get_paginator("list_human_loops")
-        .paginate(FlowDefinitionArn=xcom["value"], CreationTimeAfter=datetime(2000, 1, 1))
+        .paginate(
+            FlowDefinitionArn=xcom["value"]["flow_definition_arn"], CreationTimeAfter=datetime(2000, 1, 1)
+        )
     )
     names = [loop["HumanLoopName"] for page in pages for loop in page["HumanLoopSummaries"]]
     return [name for name in names if name.startswith(f"{PREFIX}-{day:%Y%m%d}-")]

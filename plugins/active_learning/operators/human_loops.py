@@ -30,8 +30,9 @@ class StartHumanLoopsOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
     :param review_set_up: what the set-up task returned.
     :param review_conn_id: the connection of a review backend outside AWS.
     :param concurrency: reviews started at once at most.
-    :param initial_box_min_score: model boxes scoring below this are not shown to reviewers.
-    :param max_initial_boxes: at most this many model boxes are shown (the highest scoring).
+
+    Which of the model's boxes reviewers see: the settings ``initial_box_min_score`` and
+    ``max_initial_boxes``.
     """
 
     aws_hook_class = S3ClientHook
@@ -45,16 +46,12 @@ class StartHumanLoopsOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
         settings: Mapping[str, Any] | str,
         day: str,
         review_set_up: Mapping[str, Any] | str,
-        initial_box_min_score: float = 0.2,
-        max_initial_boxes: int = 50,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.day = day
         self.review_set_up = review_set_up
-        self.initial_box_min_score = initial_box_min_score
-        self.max_initial_boxes = max_initial_boxes
 
     def requests(self) -> Iterator[ReviewRequest]:
         """The day's images routed to review, as the reviewers will see them."""
@@ -65,8 +62,8 @@ class StartHumanLoopsOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
                     human_loop_name(settings.resource_prefix, day, record["source"]),
                     record,
                     settings.class_names,
-                    self.initial_box_min_score,
-                    self.max_initial_boxes,
+                    settings.initial_box_min_score,
+                    settings.max_initial_boxes,
                 )
 
     def execute(self, context: Any) -> dict[str, Any]:

@@ -51,7 +51,7 @@ CAT = {
     "detections": [
         [7.0, 0.45, 0.1, 0.25, 0.55, 0.75],
         [11.0, 0.3, 0.5, 0.1, 1.02, 0.6],  # crosses the right edge: clipped
-        [14.0, 0.1, 0.0, 0.0, 0.5, 0.5],  # below the 0.2 minimum score: not shown
+        [14.0, 0.05, 0.0, 0.0, 0.5, 0.5],  # below the 0.1 default floor: not shown
     ],
     "top_score": 0.45,
     "review": True,
@@ -399,15 +399,12 @@ PERSON_BOX = {"label": "person", "left": 0, "top": 0, "width": 320, "height": 24
     ("min_score", "max_boxes", "boxes"),
     [(0.2, 50, CAT_BOXES), (0.0, 50, [*CAT_BOXES, PERSON_BOX]), (0.0, 1, CAT_BOXES[:1])],
 )
-def test_initial_boxes_follow_the_operator_limits(
+def test_initial_boxes_follow_the_settings(
     s3: Any, min_score: float, max_boxes: int, boxes: list[dict[str, Any]]
 ) -> None:
+    settings = {"initial_box_min_score": min_score, "max_initial_boxes": max_boxes}
     op = StartHumanLoopsOperator(
-        task_id="start_human_loops",
-        review_set_up=SET_UP,
-        initial_box_min_score=min_score,
-        max_initial_boxes=max_boxes,
-        **operator_kwargs(),
+        task_id="start_human_loops", review_set_up=SET_UP, **operator_kwargs(**settings)
     )
     s3.put_object(Bucket="my-bucket", Key=PREDICTIONS, Body=json.dumps(CAT) + "\n")
 
@@ -415,3 +412,10 @@ def test_initial_boxes_follow_the_operator_limits(
     content = json.loads(input_content(request))
 
     assert content == {"taskObject": CAT["source"], "labels": list(VOC_CLASSES), "initialValue": boxes}
+
+
+def test_the_default_floor_shows_a_weak_models_best_boxes() -> None:
+    """Issue 16.6: day-1 Label Studio tasks opened with no model box (a 0.2 floor no Param showed)."""
+    from active_learning.settings import LoopSettings
+
+    assert LoopSettings.__dataclass_fields__["initial_box_min_score"].default <= 0.1
