@@ -11,7 +11,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean label-studio docs
+.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean docs
 
 install: $(STAMP) $(LS_STAMP)
 
@@ -30,11 +30,6 @@ $(LS_STAMP): requirements-label-studio.txt
 	$(LS_VENV)/bin/python -m pip check
 	touch $(LS_STAMP)
 
-# Label Studio on http://127.0.0.1:8080 next to the embedded local AWS, with an admin and a personal
-# access token; prints the URL and the Airflow connections. Data in .label-studio/.
-label-studio: install
-	$(BIN)/python -m tools.label_studio
-
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,18 +41,21 @@ test: install lint
 	exit $$status
 
 # The daily loop for several days on the embedded local AWS; artifacts in demo-output/.
+# DEMO_ARGS passes options (make demo DEMO_ARGS="--world easy"; .venv/bin/python -m tools.demo --help).
 demo: install
-	$(BIN)/python -m tools.demo --output demo-output
+	$(BIN)/python -m tools.demo --output demo-output $(DEMO_ARGS)
 
 # The standing fault suite: a clean run of seeded days, the same days through a fault-injecting
-# proxy with a kill of every task, and a failed day; prints a table, fails when a goal is missed.
+# proxy with a kill of every task, a failed day, and the lineage scenarios; prints the tables, fails
+# when a goal is missed. CHAOS_ARGS passes options (make chaos CHAOS_ARGS="--scenarios lineage").
 chaos: install
-	$(BIN)/python -m tools.chaos --output chaos-output
+	$(BIN)/python -m tools.chaos --output chaos-output $(CHAOS_ARGS)
 
 # The local AWS and a real local Airflow (api-server, scheduler, dag-processor, triggerer) with the
 # demo's settings and seeded days; runs until `make airflow-stop` or Ctrl-C. Its home: airflow-stack/.
+# LABEL_STUDIO=1: a local Label Studio on http://127.0.0.1:8081 reviews (you, in the browser).
 airflow: install
-	$(BIN)/python -m tools.stack up
+	$(BIN)/python -m tools.stack up $(if $(LABEL_STUDIO),--label-studio)
 
 airflow-stop:
 	$(BIN)/python -m tools.stack stop
@@ -82,4 +80,4 @@ docs: install
 	$(BIN)/python -m tools.settings_doc
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) .label-studio .airflow .pytest_cache .ruff_cache demo-output chaos-output airflow-stack bench-output experiment-output .emulator.json .emulator.log
+	rm -rf $(VENV) $(LS_VENV) .airflow .pytest_cache .ruff_cache demo-output chaos-output airflow-stack bench-output experiment-output .emulator.json .emulator.log

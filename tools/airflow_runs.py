@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import quote
 
@@ -163,3 +164,8 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def terminate(signum: int, _frame: FrameType | None) -> None:
+    """A SIGTERM handler that unwinds like Ctrl-C: every ``with`` and ``finally`` stops what it started."""
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -77,7 +77,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,6 +92,7 @@ from tools.airflow_runs import (
     logical_date,
     print_table,
     run_process,
+    terminate,
 )
 from tools.faults import FaultProxy, FaultRates
 from tools.seed import BUCKET, PREFIX, seed
@@ -824,11 +824,6 @@ def listening_ports() -> list[int]:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 still.append(port)
     return still
-
-
-def terminate(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM unwinds like Ctrl-C: every ``with`` stops what it started."""
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:

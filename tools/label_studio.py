@@ -6,25 +6,23 @@ with SQLite in a data folder, creates the admin user, and gets a personal access
 person does in the UI (log in, Account & Settings -> Personal Access Token), since 1.23 disables
 legacy tokens for new organizations. It never imports the product.
 
-    python -m tools.label_studio [--port 8080] [--data-dir .label-studio]
+    make airflow LABEL_STUDIO=1   (python -m tools.stack up --label-studio: a person reviews)
+    make demo DEMO_ARGS="--review-backend label_studio"   (a scripted annotator, or you)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -34,6 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BIN = REPO / ".venv-label-studio" / "bin" / "label-studio"
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "active-learning-local"  # a local, loopback-only server: not a secret
+# Its port when started for a person: beside `make airflow`'s UI on 8080.
+LOCAL_PORT = 8081
+# The DAG's settings while a person reviews in the browser: days of time to answer.
+PERSON_REVIEW_SETTINGS = {"AL_REVIEW_TIMEOUT_HOURS": "240", "AL_REVIEW_POLL_SECONDS": "10"}
 
 
 class LabelStudioServer:
@@ -62,7 +64,10 @@ class LabelStudioServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 600) -> LabelStudioServer:
+    def start(
+        self, timeout: float = 600, on_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None
+    ) -> LabelStudioServer:
+        """Start it and wait until it answers; ``on_spawn`` gets the process as soon as it runs."""
         if not self.executable.exists():
             raise FileNotFoundError(
                 f"{self.executable} not found: run `make install` (it installs Label Studio)"
@@ -101,6 +106,8 @@ class LabelStudioServer:
             start_new_session=True,
         )
         log.close()
+        if on_spawn is not None:
+            on_spawn(self.process)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -156,6 +163,13 @@ class LabelStudioServer:
         """The Airflow connection: an ``http`` connection, host = URL, password = the token."""
         return f"http://:{self.token}@127.0.0.1:{self.port}"
 
+    def reviewing_settings(self) -> dict[str, str]:
+        """The environment that makes a DAG review in this Label Studio (its default connection)."""
+        return {
+            "AL_REVIEW_BACKEND": "label_studio",
+            "AIRFLOW_CONN_LABEL_STUDIO_DEFAULT": self.connection_uri(),
+        }
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -204,8 +218,8 @@ class LabelStudioClient:
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def open_tasks(self) -> list[dict[str, Any]]:
-        """Every task of every project nobody has labelled yet, with its data."""
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task of every project, with its data."""
         tasks = []
         for project in self.call("GET", "/api/projects/", params={"page_size": 1000})["results"]:
             page = 1
@@ -213,11 +227,23 @@ class LabelStudioClient:
                 listing = self.call(
                     "GET", "/api/tasks/", params={"project": project["id"], "page": page, "page_size": 100}
                 )
-                tasks += [task for task in listing["tasks"] if not task["is_labeled"]]
+                tasks += listing["tasks"]
                 if len(listing["tasks"]) < 100:
                     break
                 page += 1
         return tasks
+
+    def open_tasks(self) -> list[dict[str, Any]]:
+        """Every task of every project nobody has labelled yet."""
+        return [task for task in self.tasks() if not task["is_labeled"]]
+
+    def answered(self, day: str) -> int:
+        """The tasks of a run day (their ``data.day``) with a submitted annotation, whoever gave it."""
+        return sum(
+            task["data"].get("day") == day
+            and int(task.get("total_annotations") or 0) > int(task.get("cancelled_annotations") or 0)
+            for task in self.tasks()
+        )
 
 
 def percent_result(box: dict[str, Any], width: int, height: int) -> dict[str, Any]:
@@ -254,7 +280,6 @@ class ScriptedAnnotator(threading.Thread):
         super().__init__(daemon=True, name="label-studio-annotator")
         self.client, self.s3, self.metadata_key, self.interval = client, s3, metadata_key, interval
         self.stopped = threading.Event()
-        self.answered: Counter[str] = Counter()  # by the task's data.day
 
     def answer(self, task: dict[str, Any]) -> None:
         data = task["data"]
@@ -263,7 +288,6 @@ class ScriptedAnnotator(threading.Thread):
         boxes = json.loads(metadata.get(self.metadata_key, "[]"))
         results = [percent_result(box, data["width"], data["height"]) for box in boxes]
         self.client.call("POST", f"/api/tasks/{task['id']}/annotations/", json={"result": results})
-        self.answered[str(data.get("day"))] += 1
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -277,49 +301,3 @@ class ScriptedAnnotator(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join(timeout=10)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--data-dir", type=Path, default=REPO / ".label-studio")
-    parser.add_argument("--aws-port", type=int, default=4566, help="port of the embedded local AWS")
-    parser.add_argument("--no-local-aws", action="store_true", help="start Label Studio only")
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
-    server = LabelStudioServer(args.data_dir, args.port)
-    local_aws = None
-    if not args.no_local_aws:
-        from emulator.a2i import ReviewerConfig
-        from emulator.server import Emulator
-
-        # nobody answers A2I loops here: a person reviews in Label Studio
-        local_aws = Emulator("127.0.0.1", args.aws_port, ReviewerConfig(mode="manual")).start()
-        print(f"Embedded local AWS: {local_aws.url}")
-    print(
-        f"Starting Label Studio on {server.url} (the first start migrates its database: a minute or two)..."
-    )
-    try:
-        with server:
-            print(f"Label Studio: {server.url}  (log in as {ADMIN_EMAIL} / {ADMIN_PASSWORD})")
-            print("Airflow connections (review_backend=label_studio):")
-            print(f"  export AIRFLOW_CONN_LABEL_STUDIO_DEFAULT='{server.connection_uri()}'")
-            if local_aws is not None:
-                endpoint = quote(local_aws.url, safe="")
-                print(
-                    f"  export AIRFLOW_CONN_AWS_DEFAULT='aws://local:local@/?region_name=us-east-1&endpoint_url={endpoint}'"
-                )
-            print("Stop with Ctrl-C.", flush=True)
-            try:
-                while server.process is not None and server.process.poll() is None:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
-    finally:
-        if local_aws is not None:
-            local_aws.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,6 +38,13 @@ from typing import Any
 import psutil
 
 from tools.airflow_runs import ENDPOINT, ROOT, airflow_env, free_port
+from tools.label_studio import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    LOCAL_PORT,
+    PERSON_REVIEW_SETTINGS,
+    LabelStudioServer,
+)
 from world.scenes import EASY_WORLD
 
 # The world tools.seed uploads by default (and docker-compose names in AL_CLASS_NAMES).
@@ -262,15 +269,19 @@ class Stack:
     :param api_port: the api-server's (and UI's) port; 0 picks a free one.
     :param sql_alchemy_conn: the metadata database; default SQLite in ``home``.
     :param overrides: extra environment for every Airflow process (e.g. a test's settings).
+    :param label_studio_port: with a port (0: a free one), a local Label Studio reviews instead of
+        the local AWS's A2I reviewers: a person answers in the browser; its data in ``home``.
     """
 
     home: Path
     api_port: int = 0
     sql_alchemy_conn: str | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
+    label_studio_port: int | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     aws_url: str = field(default="", init=False)
     api_url: str = field(default="", init=False)
+    label_studio: LabelStudioServer | None = field(default=None, init=False)
 
     @property
     def state_file(self) -> Path:
@@ -290,9 +301,12 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._adopt(name, process)
+        return process
+
+    def _adopt(self, name: str, process: subprocess.Popen) -> None:
         self.processes[name] = process
         self._write_state()
-        return process
 
     def _write_state(self) -> None:
         self.state_file.write_text(
@@ -302,6 +316,7 @@ class Stack:
                     "pids": {name: process.pid for name, process in self.processes.items()},
                     "api_url": self.api_url,
                     "aws_url": self.aws_url,
+                    "label_studio_url": self.label_studio.url if self.label_studio else None,
                 }
             )
         )
@@ -329,6 +344,8 @@ class Stack:
         )
         if self.sql_alchemy_conn:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.sql_alchemy_conn
+        if self.label_studio is not None:
+            env.update(self.label_studio.reviewing_settings(), **PERSON_REVIEW_SETTINGS)
         env.update(self.overrides)
         return env
 
@@ -349,6 +366,12 @@ class Stack:
         wait_until(emulator_state.exists, 60, f"the local AWS (see {self.log('aws')})", 0.2)
         self.aws_url = json.loads(emulator_state.read_text())["url"]
         self._run("aws-seed", seed_command(self.aws_url), os.environ, 300)
+        if self.label_studio_port is not None:
+            self.label_studio = LabelStudioServer(
+                self.home / "label-studio", self.label_studio_port, log_path=self.log("label-studio")
+            )
+            # registered before it is ready: a stop while it migrates its database stops it too
+            self.label_studio.start(on_spawn=lambda process: self._adopt("label-studio", process))
         self.api_port = self.api_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         env = self.airflow_environment()
@@ -420,8 +443,17 @@ def up(args: argparse.Namespace) -> None:
         overrides = (
             {"AIRFLOW__CORE__DAGS_FOLDER": str(args.dags_folder.resolve())} if args.dags_folder else {}
         )
-        stack = Stack(args.home, args.port, os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"), overrides)
-        print(f"starting the local AWS and Airflow in {stack.home} ...", flush=True)
+        stack = Stack(
+            args.home,
+            args.port,
+            os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"),
+            overrides,
+            args.label_studio_port if args.label_studio else None,
+        )
+        with_label_studio = (
+            " and Label Studio (its first start takes a minute or two)" if args.label_studio else ""
+        )
+        print(f"starting the local AWS{with_label_studio} and Airflow in {stack.home} ...", flush=True)
         with stack:
             days = seeded_days(datetime.now(UTC).date())
             if args.backfill:
@@ -431,9 +463,15 @@ def up(args: argparse.Namespace) -> None:
                 backfilled = f"a backfill of {days[0]} .. {days[-1]} is running"
             else:
                 backfilled = f"{DAG_ID} is paused; seeded days {days[0]} .. {days[-1]}"
+            reviewing = (
+                f"Label Studio: {stack.label_studio.url}  (login {ADMIN_EMAIL} / {ADMIN_PASSWORD}): "
+                "the days' images wait for your boxes there\n"
+                if stack.label_studio
+                else ""
+            )
             print(
                 f"\nAirflow UI: {stack.api_url}  (login {USERNAME} / {PASSWORD})\n"
-                f"local AWS:  {stack.aws_url}\n{backfilled}\n"
+                f"{reviewing}local AWS:  {stack.aws_url}\n{backfilled}\n"
                 f"logs in {stack.home}; stop with `make airflow-stop` or Ctrl-C\n",
                 flush=True,
             )
@@ -480,6 +518,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     start.add_argument(
         "--dags-folder", type=Path, help="DAGs to load instead of dags/ (e.g. it and your own)"
+    )
+    start.add_argument(
+        "--label-studio",
+        action="store_true",
+        help="review in a local Label Studio (you, in the browser) instead of the local AWS's A2I reviewers",
+    )
+    start.add_argument(
+        "--label-studio-port", type=int, default=LOCAL_PORT, help="Label Studio's port (0: a free one)"
     )
     halt = commands.add_parser("stop", help="stop the stack started in --home")
     for command in (start, halt):

@@ -28,6 +28,7 @@ class RunningStack:
     aws_url: str
     process: subprocess.Popen
     sessions: set[int]  # each component runs in a session of its own: its children stay in it
+    label_studio_url: str | None = None
 
     def log(self, name: str) -> str:
         return (self.home / f"{name}.log").read_text(errors="replace")
@@ -37,15 +38,15 @@ def stack_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "tools.stack", *arguments]
 
 
-def start_stack(home: Path, dags: Path | None = None) -> RunningStack:
+def start_stack(home: Path, dags: Path | None = None, *options: str) -> RunningStack:
     """``make airflow`` on free ports: wait for its banner, read where it serves."""
-    command = stack_command("up", "--port", "0", "--home", str(home), "--no-backfill")
+    command = stack_command("up", "--port", "0", "--home", str(home), "--no-backfill", *options)
     if dags is not None:
         command += ["--dags-folder", str(dags)]
     output = home.parent / f"{home.name}.out"
     with output.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600  # Label Studio's first start migrates its database
     while b"Airflow UI:" not in output.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
@@ -53,7 +54,9 @@ def start_stack(home: Path, dags: Path | None = None) -> RunningStack:
         time.sleep(0.5)
     state = json.loads((home / "stack.json").read_text())
     sessions = {process.pid, *state["pids"].values()}
-    return RunningStack(home, AirflowApi(state["api_url"]), state["aws_url"], process, sessions)
+    return RunningStack(
+        home, AirflowApi(state["api_url"]), state["aws_url"], process, sessions, state["label_studio_url"]
+    )
 
 
 def leftovers(stack: RunningStack) -> list[str]:
@@ -69,7 +72,8 @@ def leftovers(stack: RunningStack) -> list[str]:
         environ = process.info["environ"] or {}
         if session in stack.sessions or named or environ.get("AIRFLOW_HOME") == str(stack.home):
             found.append(f"process {process.info['pid']}: {process.info['cmdline']}")
-    ports = {int(url.rsplit(":", 1)[1]) for url in (stack.api.url, stack.aws_url)}
+    urls = (stack.api.url, stack.aws_url, stack.label_studio_url)
+    ports = {int(url.rsplit(":", 1)[1]) for url in urls if url}
     for connection in psutil.net_connections(kind="inet"):
         if connection.status == psutil.CONN_LISTEN and connection.laddr.port in ports:
             found.append(f"listening on {connection.laddr}")

@@ -1,12 +1,31 @@
 """``make airflow`` stopped with Ctrl-C leaves nothing behind (``make airflow-stop`` is the
-session stack's teardown, checked the same way in conftest.py)."""
+session stack's teardown, checked the same way in conftest.py), and ``make airflow LABEL_STUDIO=1``
+reviews in Label Studio."""
 
 from __future__ import annotations
 
+import json
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from tests.system.helpers import leftovers, start_stack
+import boto3
+import psutil
+import pytest
+
+from tests.system.helpers import (
+    TERMINAL,
+    RunningStack,
+    leftovers,
+    runs,
+    start_stack,
+    task_instances,
+    wait_for,
+)
+from tools.label_studio import LabelStudioClient, ScriptedAnnotator
+from tools.stack import DAG_ID, seeded_days
+from world import REFERENCE_METADATA
 
 
 def test_ctrl_c_stops_every_process_and_socket(tmp_path: Path) -> None:
@@ -24,3 +43,66 @@ def test_ctrl_c_stops_every_process_and_socket(tmp_path: Path) -> None:
     assert returncode == 0
     assert leftovers(stack) == []
     assert not (stack.home / "stack.json").exists()
+
+
+def aws_client(stack: RunningStack, service: str) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id="system", aws_secret_access_key="system", region_name="us-east-1"
+    )
+    return session.client(service, endpoint_url=stack.aws_url)
+
+
+@pytest.mark.timeout(900)  # Label Studio's first start migrates its database: a minute or two
+def test_label_studio_reviews_a_day_under_make_airflow(tmp_path: Path) -> None:
+    """``make airflow LABEL_STUDIO=1``: Label Studio on its own port, its connection in every
+    Airflow process; a seeded day's tasks open there with the model's boxes, the DAG's trigger
+    waits in the triggerer for the answers, and Ctrl-C stops Label Studio with the rest."""
+    stack = start_stack(tmp_path / "airflow", None, "--label-studio", "--label-studio-port", "0")
+    try:
+        assert stack.label_studio_url is not None
+        assert stack.label_studio_url != stack.api.url
+        token = (stack.home / "label-studio" / "personal-access-token").read_text().strip()
+        state = json.loads((stack.home / "stack.json").read_text())
+        for component in ("scheduler", "triggerer"):
+            environ = psutil.Process(state["pids"][component]).environ()
+            assert environ["AL_REVIEW_BACKEND"] == "label_studio"
+            assert environ["AIRFLOW_CONN_LABEL_STUDIO_DEFAULT"] == (
+                f"http://:{token}@{stack.label_studio_url.removeprefix('http://')}"
+            )
+        day = seeded_days(datetime.now(UTC).date())[0]
+        stack.api.backfill(DAG_ID, day, day)
+        stack.api.unpause(DAG_ID)
+        client = LabelStudioClient(stack.label_studio_url, token)
+
+        def day_run() -> dict[str, Any] | None:
+            return next(iter(runs(stack, DAG_ID)), None)
+
+        def opened() -> list[dict[str, Any]]:
+            """The day's tasks, once start_human_loops has imported them all."""
+            run = day_run()
+            started = run and task_instances(stack.api, DAG_ID, run["dag_run_id"])["start_human_loops"]
+            if not started or started["state"] != "success":
+                return []
+            return [task for task in client.tasks() if task["data"].get("day") == day.isoformat()]
+
+        tasks = wait_for(opened, 300, f"the tasks of {day} in Label Studio")
+        for task in tasks:
+            (prediction,) = client.call("GET", f"/api/tasks/{task['id']}/")["predictions"]
+            assert prediction["result"], f"task {task['id']} opened with no model box"
+        annotator = ScriptedAnnotator(client, aws_client(stack, "s3"), REFERENCE_METADATA)
+        annotator.start()
+        try:
+            run = wait_for(lambda: (run := day_run()) and run["state"] in TERMINAL and run, 600, "the run")
+        finally:
+            annotator.stop()
+        assert run["state"] == "success", stack.log("scheduler")[-3000:]
+        assert client.answered(day.isoformat()) == len(tasks)
+        waited = task_instances(stack.api, DAG_ID, run["dag_run_id"])["wait_for_human_loops"]
+        assert waited["try_number"] == 1
+        running = " ".join(leftovers(stack))
+        assert running.count("listening") >= 3  # the UI, the local AWS and Label Studio
+    finally:
+        stack.process.send_signal(signal.SIGINT)
+        returncode = stack.process.wait(timeout=120)
+    assert returncode == 0
+    assert leftovers(stack) == []
