@@ -11,7 +11,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test system-test lint demo chaos airflow airflow-stop bench experiment clean docs
+.PHONY: install test system-test stack-test lint demo chaos airflow airflow-stop bench experiment clean docs
 
 install: $(STAMP) $(LS_STAMP)
 
@@ -35,8 +35,9 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # pytest exits 5 when it collects no test: a broken test path, so a failure here, with a clear word.
+# The stack-command tests (marker stack: each starts `make airflow`) run in make stack-test.
 test: install lint
-	@$(BIN)/python -m pytest; status=$$?; \
+	@$(BIN)/python -m pytest -m "not stack"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no test; check testpaths in pyproject.toml" >&2; fi; \
 	exit $$status
 
@@ -54,16 +55,21 @@ chaos: install
 # The local AWS and a real local Airflow (api-server, scheduler, dag-processor, triggerer) with the
 # demo's settings and seeded days; runs until `make airflow-stop` or Ctrl-C. Its home: airflow-stack/.
 # LABEL_STUDIO=1: a local Label Studio on http://127.0.0.1:8081 reviews (you, in the browser).
+# STACK_ARGS passes options (make airflow STACK_ARGS=--no-backfill; .venv/bin/python -m tools.stack up --help).
 airflow: install
-	$(BIN)/python -m tools.stack up $(if $(LABEL_STUDIO),--label-studio)
+	$(BIN)/python -m tools.stack up $(if $(LABEL_STUDIO),--label-studio) $(STACK_ARGS)
 
 airflow-stop:
 	$(BIN)/python -m tools.stack stop
 
-# Only the system tests (also part of `make test`): the DAG through a real scheduler and triggerer
-# (a 3-day backfill), and its UI in headless Chromium.
+# Only the system tests: the DAG through a real scheduler and triggerer (a 3-day backfill), its UI in
+# headless Chromium, and the stack-command tests.
 system-test: install
 	$(BIN)/python -m pytest -m system -s  # -s: prints the backfill's wall time
+
+# The recipes of docs/local-stack.md, each starting `make airflow` on free ports (CI runs them).
+stack-test: install
+	$(BIN)/python -m pytest -m stack
 
 # The DAG file's parse cost over an empty DAG; then BatchPredictOperator against a zero-CPU S3 and
 # endpoint stand-in: throughput vs the concurrency limit, memory.

@@ -78,6 +78,9 @@ class LabelStudioServer:
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
             "LATEST_VERSION_CHECK": "false",  # no network: never ask PyPI for a newer version
             "COLLECT_ANALYTICS": "false",
+            # no network: Label Studio reports its errors to sentry.io (server and page) by default
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         }
         command = [

@@ -4,9 +4,9 @@ Runs, each as its own process: the local AWS (``python -m emulator serve``), its
 (``python -m tools.seed``: bucket, weak initial model, validation set, the last 3 days of images),
 ``airflow db migrate``, then the api-server, scheduler, dag-processor and triggerer (LocalExecutor;
 SQLite in the Airflow home unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` says otherwise) with the
-demo's settings (:func:`tools.airflow_runs.airflow_env`). It prints the UI's URL and login and keeps
-running until ``python -m tools.stack stop`` (``make airflow-stop``) or Ctrl-C, which stop every
-process it started, their children included.
+demo's settings (:func:`tools.airflow_runs.airflow_env`; the caller's own ``AL_*`` variables win).
+It prints the UI's URL and login and keeps running until ``python -m tools.stack stop``
+(``make airflow-stop``) or Ctrl-C, which stop every process it started, their children included.
 
 docker-compose.yaml runs the same commands with the same settings: :data:`AIRFLOW_COMPONENTS`,
 :func:`emulator_command`, :func:`seed_command` and :func:`shared_settings` are what both run, and
@@ -346,6 +346,8 @@ class Stack:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.sql_alchemy_conn
         if self.label_studio is not None:
             env.update(self.label_studio.reviewing_settings(), **PERSON_REVIEW_SETTINGS)
+        # the caller's own settings win (AL_REQUIRE_APPROVAL=true make airflow)
+        env.update({key: value for key, value in os.environ.items() if key.startswith("AL_")})
         env.update(self.overrides)
         return env
 

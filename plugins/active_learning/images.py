@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time inference
@@ -19,6 +19,14 @@ MAX_IMAGE_PIXELS = 40_000_000
 
 class Quarantined(Exception):
     """An input image that cannot be used; the reason goes to quarantine.jsonl."""
+
+
+class ImageProperties(NamedTuple):
+    """What the image header says."""
+
+    format: str  # JPEG or PNG
+    width: int
+    height: int
 
 
 def _open_header(data: bytes) -> Any:
@@ -39,8 +47,8 @@ def _open_header(data: bytes) -> Any:
     return Image.open(stream)  # any other format, only to name it
 
 
-def image_properties(data: bytes) -> tuple[str, int, int]:
-    """``(format, width, height)`` read from the image header with Pillow.
+def image_properties(data: bytes) -> ImageProperties:
+    """The format and size read from the image header with Pillow.
 
     :raises Quarantined: when the image is not JPEG/PNG, is larger than :data:`MAX_IMAGE_PIXELS`
         or is not decodable.
@@ -70,7 +78,7 @@ def image_properties(data: bytes) -> tuple[str, int, int]:
     # IndexError, struct.error: what a reader raises on a malformed header (Image.open hides them)
     except (OSError, SyntaxError, ValueError, IndexError, struct.error, Image.DecompressionBombError) as err:
         raise Quarantined(f"not a decodable image: {err}") from err
-    return image_format, width, height
+    return ImageProperties(image_format, width, height)
 
 
 def read_bounded(body: Any, limit: int) -> bytes | None:
@@ -84,9 +92,6 @@ def read_bounded(body: Any, limit: int) -> bytes | None:
     finally:
         body.close()
     return data if len(data) <= limit else None
-
-
-ImageProperties = tuple[str, int, int]  # (format, width, height)
 
 
 def _too_large() -> str:

@@ -70,28 +70,34 @@ def test_the_project_is_set_up_once_per_class_list_and_settings(connected: Label
     assert other["label_studio_project_id"] != first["label_studio_project_id"]
 
 
-def test_tasks_carry_the_models_boxes_as_a_prediction_of_the_serving_model(
-    connected: LabelStudioServer, aws: Callable[[str], Any]
-) -> None:
-    sagemaker = aws("sagemaker")
+def serve(sagemaker: Any, number: int) -> None:
+    """Endpoint ``ls-endpoint`` serving model ``serving-model-<number>``."""
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/object-detection:1"
     sagemaker.create_model(
-        ModelName="serving-model-1",
-        PrimaryContainer={"Image": image, "ModelDataUrl": "s3://integration-bucket/m.tar.gz"},
+        ModelName=f"serving-model-{number}",
+        PrimaryContainer={"Image": image, "ModelDataUrl": f"s3://integration-bucket/m{number}.tar.gz"},
         ExecutionRoleArn="arn:aws:iam::123456789012:role/Integration",
     )
     sagemaker.create_endpoint_config(
-        EndpointConfigName="serving-config-1",
+        EndpointConfigName=f"serving-config-{number}",
         ProductionVariants=[
             {
                 "VariantName": "AllTraffic",
-                "ModelName": "serving-model-1",
+                "ModelName": f"serving-model-{number}",
                 "InitialInstanceCount": 1,
                 "InstanceType": "ml.m4.xlarge",
             }
         ],
     )
-    sagemaker.create_endpoint(EndpointName="ls-endpoint", EndpointConfigName="serving-config-1")
+    if number > 1:
+        sagemaker.delete_endpoint(EndpointName="ls-endpoint")
+    sagemaker.create_endpoint(EndpointName="ls-endpoint", EndpointConfigName=f"serving-config-{number}")
+
+
+def test_tasks_carry_the_models_boxes_as_a_prediction_of_the_serving_model(
+    connected: LabelStudioServer, aws: Callable[[str], Any]
+) -> None:
+    serve(aws("sagemaker"), 1)
     day = "2026-03-02"
     records = put_day(aws, day, 2)
     step = ReviewStep(settings("label_studio", endpoint_name="ls-endpoint"), day)
@@ -101,14 +107,51 @@ def test_tasks_carry_the_models_boxes_as_a_prediction_of_the_serving_model(
     by_source = {task["data"]["source"]: task for task in tasks}
     record = records[0]
     task = by_source[record["source"]]
+    assert task["data"]["model"] == "serving-model-1"
     (prediction,) = task["predictions"]
-    assert prediction["model_version"] == "serving-model-1"
+    assert prediction["model_version"] == "serving-model"
     assert len(prediction["result"]) == len(record["detections"])
     first = prediction["result"][0]["value"]
     assert first["x"] == pytest.approx(100 * record["detections"][0][2], abs=0.01)
     assert first["rectanglelabels"] == [DEMO_CLASSES[int(record["detections"][0][0])]]
     # the reviewer's browser loads the image by a presigned URL of the bucket
     assert requests.get(task["data"]["image"], timeout=30).content[:2] == b"\xff\xd8"
+    # a later day reviewed after a newer model is deployed: the labeling page (the task API, which
+    # shows the project's model version only) still pre-draws the older day's boxes
+    serve(aws("sagemaker"), 2)
+    later = "2026-03-12"
+    put_day(aws, later, 1)
+    ReviewStep(settings("label_studio", endpoint_name="ls-endpoint"), later).start(step.set_up())
+    (newer,) = day_tasks(connected, started["label_studio_project_id"], later)
+    assert newer["data"]["model"] == "serving-model-2"
+    for shown in (task, newer):
+        opened = client(connected).call("GET", f"/api/tasks/{shown['id']}/")
+        assert [p["model_version"] for p in opened["predictions"]] == ["serving-model"]
+
+
+def test_a_task_label_studio_kept_no_prediction_for_gets_it_one_by_one(
+    connected: LabelStudioServer, aws: Callable[[str], Any]
+) -> None:
+    """Label Studio 1.23 can store an import's tasks without their predictions and answer 201."""
+    day = "2026-03-13"
+    records = put_day(aws, day, 2)
+    step = ReviewStep(settings("label_studio"), day)
+    workflow = step.set_up()
+    project_id = workflow["label_studio_project_id"]
+    step.start(workflow)
+    (bare, boxed) = sorted(day_tasks(connected, project_id, day), key=lambda task: task["id"])
+    for prediction in bare["predictions"]:  # what such an import leaves
+        client(connected).call("DELETE", f"/api/predictions/{prediction['id']}/")
+    assert client(connected).call("GET", f"/api/tasks/{bare['id']}/")["predictions"] == []
+
+    again = step.start(workflow)  # a retry, or a rerun of the day
+
+    assert (again["started"], again["adopted"]) == (0, 2)
+    for task in day_tasks(connected, project_id, day):
+        (prediction,) = client(connected).call("GET", f"/api/tasks/{task['id']}/")["predictions"]
+        record = next(r for r in records if r["source"] == task["data"]["source"])
+        assert len(prediction["result"]) == len(record["detections"])
+    assert boxed["predictions"]
 
 
 def test_a_retry_after_a_partial_import_adopts_and_adds_only_the_missing(

@@ -7,13 +7,9 @@ folder's DAGs (the loop's and a consumer of its model Asset), and stopped by the
 
 from __future__ import annotations
 
-import os
-import re
-import shlex
-import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +21,9 @@ from tests.system.helpers import (
     TERMINAL,
     RunningStack,
     dag_parsed,
+    documented_command,
     leftovers,
+    run_airflow_cli,
     runs,
     start_stack,
     stop_stack,
@@ -34,26 +32,6 @@ from tests.system.helpers import (
 from tools.stack import DAG_ID, seeded_days
 
 SYSTEM_DAGS = Path(__file__).parent / "dags"
-BACKFILL_RECIPE = re.compile(
-    r"^AIRFLOW_HOME=airflow-stack \.venv/bin/airflow backfill create .*$", re.MULTILINE
-)
-
-
-def run_documented_backfill(stack: RunningStack, first: date, last: date) -> None:
-    """The backfill command of docs/local-stack.md, as written there, with this stack's home and days."""
-    (recipe,) = BACKFILL_RECIPE.findall((ROOT / "docs" / "local-stack.md").read_text())
-    words = shlex.split(recipe)
-    command = [str(ROOT / words[1]), *words[2:]]  # the venv's airflow, from the repository's root
-    command[command.index("--from-date") + 1] = first.isoformat()
-    command[command.index("--to-date") + 1] = last.isoformat()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AL_"))}
-    env["AIRFLOW_HOME"] = str(stack.home)
-    for _ in range(10):  # SQLite: "database is locked" while the scheduler writes
-        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-        if done.returncode == 0 or "database is locked" not in done.stderr + done.stdout:
-            break
-        time.sleep(2)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -81,12 +59,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 
 @pytest.fixture(scope="session")
 def backfill(stack: RunningStack) -> dict[str, Any]:
-    """The backfill of the seeded days, created through the REST API, run to the end."""
+    """The backfill of the seeded days, created with docs/local-stack.md's command, run to the end."""
     wait_for(lambda: dag_parsed(stack.api, CONSUMER), 120, "the consumer DAG parsed")
     stack.api.unpause(CONSUMER)
     days = seeded_days(datetime.now(UTC).date())
     started = time.monotonic()
-    run_documented_backfill(stack, days[0], days[-1])
+    backfill = documented_command("backfill", "create")
+    backfill[backfill.index("--from-date") + 1] = days[0].isoformat()
+    backfill[backfill.index("--to-date") + 1] = days[-1].isoformat()
+    run_airflow_cli(stack, backfill)
     stack.api.unpause(DAG_ID)
 
     def finished() -> list[dict[str, Any]] | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ import psutil
 from tools.stack import AirflowApi
 
 ROOT = Path(__file__).parents[2]
+# docs/local-stack.md's Airflow CLI recipes, each run by a test as written there
+STACK_CLI = re.compile(r"^AIRFLOW_HOME=airflow-stack (\.venv/bin/airflow .*)$", re.MULTILINE)
 CONSUMER = "model_consumer"  # tests/system/dags/model_consumer.py
 TERMINAL = {"success", "failed"}
 
@@ -38,14 +43,21 @@ def stack_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "tools.stack", *arguments]
 
 
-def start_stack(home: Path, dags: Path | None = None, *options: str) -> RunningStack:
-    """``make airflow`` on free ports: wait for its banner, read where it serves."""
+def start_stack(
+    home: Path, dags: Path | None = None, *options: str, env: Mapping[str, str] | None = None
+) -> RunningStack:
+    """``make airflow`` on free ports: wait for its banner, read where it serves.
+
+    :param env: variables added to this process's environment (e.g. ``AL_*`` settings).
+    """
     command = stack_command("up", "--port", "0", "--home", str(home), "--no-backfill", *options)
     if dags is not None:
         command += ["--dags-folder", str(dags)]
     output = home.parent / f"{home.name}.out"
     with output.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     deadline = time.monotonic() + 600  # Label Studio's first start migrates its database
     while b"Airflow UI:" not in output.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -84,6 +96,28 @@ def stop_stack(stack: RunningStack) -> None:
     """``make airflow-stop``."""
     subprocess.run(stack_command("stop", "--home", str(stack.home)), cwd=ROOT, check=True, timeout=120)
     stack.process.wait(timeout=60)
+
+
+def documented_command(*subcommand: str) -> list[str]:
+    """The words of docs/local-stack.md's ``airflow <subcommand> ...`` recipe, as written there."""
+    text = (ROOT / "docs" / "local-stack.md").read_text()
+    recipes = [shlex.split(line) for line in STACK_CLI.findall(text)]
+    (words,) = [words for words in recipes if words[1 : 1 + len(subcommand)] == list(subcommand)]
+    return words
+
+
+def run_airflow_cli(stack: RunningStack, words: list[str]) -> str:
+    """A recipe's command with ``AIRFLOW_HOME`` set to this stack's home, from the repository's root."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AL_"))}
+    env["AIRFLOW_HOME"] = str(stack.home)
+    command = [str(ROOT / words[0]), *words[1:]]
+    for _ in range(10):  # SQLite: "database is locked" while the scheduler writes
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode == 0 or "database is locked" not in done.stderr + done.stdout:
+            break
+        time.sleep(2)
+    assert done.returncode == 0, f"{shlex.join(words)}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+    return done.stdout
 
 
 def wait_for(check: Any, timeout: float, what: str) -> Any:

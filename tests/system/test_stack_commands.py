@@ -1,6 +1,6 @@
 """``make airflow`` stopped with Ctrl-C leaves nothing behind (``make airflow-stop`` is the
-session stack's teardown, checked the same way in conftest.py), and ``make airflow LABEL_STUDIO=1``
-reviews in Label Studio."""
+session stack's teardown, checked the same way in conftest.py), the ``require_approval`` recipe
+asks a person, and ``make airflow LABEL_STUDIO=1`` reviews in Label Studio."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import psutil
 import pytest
 
 from tests.system.helpers import (
+    ROOT,
     TERMINAL,
     RunningStack,
     leftovers,
@@ -27,9 +29,14 @@ from tools.label_studio import LabelStudioClient, ScriptedAnnotator
 from tools.stack import DAG_ID, seeded_days
 from world import REFERENCE_METADATA
 
+pytestmark = pytest.mark.stack
 
-def test_ctrl_c_stops_every_process_and_socket(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path / "airflow")
+
+def test_the_approval_recipe_asks_and_ctrl_c_stops_every_process_and_socket(tmp_path: Path) -> None:
+    """docs/local-stack.md's ``AL_REQUIRE_APPROVAL=true make airflow``: ``approve_update`` waits for
+    a person, who approves, and the update lands; then Ctrl-C leaves nothing."""
+    assert "\nAL_REQUIRE_APPROVAL=true make airflow\n" in (ROOT / "docs" / "local-stack.md").read_text()
+    stack = start_stack(tmp_path / "airflow", env={"AL_REQUIRE_APPROVAL": "true"})
     try:
         assert stack.api.healthy()
         running = " ".join(leftovers(stack))
@@ -37,6 +44,29 @@ def test_ctrl_c_stops_every_process_and_socket(tmp_path: Path) -> None:
         for part in ("api_server", "scheduler", "dag-processor", "triggerer", "emulator", "listening"):
             assert part in running, part
         assert running.count("listening") >= 2
+        # what `make airflow` does, for the last seeded day only (unpausing schedules no other run)
+        day = seeded_days(datetime.now(UTC).date())[-1]
+        stack.api.backfill(DAG_ID, day, day)
+        stack.api.unpause(DAG_ID)
+        (run,) = wait_for(lambda: runs(stack, DAG_ID), 60, "the backfilled run")
+        run_path = f"/dags/{DAG_ID}/dagRuns/{quote(run['dag_run_id'], safe='')}"
+        approval = f"{run_path}/taskInstances/approve_update/-1/hitlDetails"
+
+        def asking() -> dict[str, Any] | None:
+            tasks = task_instances(stack.api, DAG_ID, run["dag_run_id"])
+            assert tasks["update_endpoint"]["state"] not in TERMINAL, "updated without asking"
+            waiting = tasks["approve_update"]["state"] == "awaiting_input"  # Airflow 3.3: no worker slot
+            return stack.api("GET", approval) if waiting else None
+
+        asked = wait_for(asking, 600, "approve_update asking")
+        assert asked["options"] == ["Approve", "Reject"]
+        assert asked["response_received"] is False
+        stack.api("PATCH", approval, {"chosen_options": ["Approve"]})
+        done = wait_for(lambda: (now := runs(stack, DAG_ID)[0])["state"] in TERMINAL and now, 300, "the run")
+        assert len(runs(stack, DAG_ID)) == 1
+        assert done["state"] == "success"
+        tasks = task_instances(stack.api, DAG_ID, run["dag_run_id"])
+        assert tasks["update_endpoint"]["state"] == "success"
     finally:
         stack.process.send_signal(signal.SIGINT)  # what Ctrl-C sends make's foreground process
         returncode = stack.process.wait(timeout=120)

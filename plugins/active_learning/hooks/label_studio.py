@@ -161,7 +161,7 @@ class LabelStudioHook(HttpHook):
         return self.find_project(title) or created
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
-        """Show the predictions of ``model_version`` (the serving model) as pre-annotations."""
+        """Pre-draw the predictions of ``model_version`` on the labeling page."""
         self.request("PATCH", f"/api/projects/{project_id}/", json={"model_version": model_version})
 
     # tasks -----------------------------------------------------------------------------------
@@ -217,6 +217,10 @@ class LabelStudioHook(HttpHook):
             response = self.request("POST", f"/api/projects/{project_id}/import", json=batch)
             imported += int(response.get("task_count", len(batch)))
         return imported
+
+    def add_prediction(self, task_id: int, prediction: Mapping[str, Any]) -> None:
+        """Add one prediction to an existing task."""
+        self.request("POST", "/api/predictions/", json={"task": task_id, **prediction})
 
     def stop_task(self, task_id: int, reason: str) -> None:
         """Take a task out of the labeling stream (``is_labeled``) and mark why (``meta.stopped``)."""

@@ -36,6 +36,7 @@ class DeployModelOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[M
 
     aws_hook_class = ModelLineageHook
     template_fields: Sequence[str] = aws_template_fields("settings", "image_uri")
+    template_fields_renderers = {"settings": "json"}
     operator_extra_links = (EndpointLink(),)
 
     def __init__(

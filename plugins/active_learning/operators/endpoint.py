@@ -70,6 +70,7 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
 
     aws_hook_class = ModelLineageHook
     template_fields: Sequence[str] = aws_template_fields("settings", "training")
+    template_fields_renderers = {"settings": "json", "training": "json"}
 
     def __init__(
         self, *, settings: Mapping[str, Any] | str, training: Mapping[str, Any] | str, **kwargs: Any
@@ -138,6 +139,7 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
 
     aws_hook_class = ModelLineageHook
     template_fields: Sequence[str] = aws_template_fields("settings", "training", "rollback_alarms")
+    template_fields_renderers = {"settings": "json", "training": "json"}
     operator_extra_links = (EndpointLink(),)
 
     def __init__(

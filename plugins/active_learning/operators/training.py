@@ -59,6 +59,7 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
 
     aws_hook_class = ModelLineageHook
     template_fields: Sequence[str] = aws_template_fields("settings", "day", "image_uri")
+    template_fields_renderers = {"settings": "json"}
     operator_extra_links = (TrainingJobLink(),)
 
     def __init__(

@@ -31,6 +31,10 @@ BACKEND = "label_studio"
 # The longest a SigV4 presigned URL is valid (7 days): a review window longer than that needs a
 # Label Studio S3 storage connection instead (see the README's "Choosing a review backend").
 PRESIGNED_URL_SECONDS = 7 * 24 * 3600
+# The labeling page pre-draws only the predictions whose model_version is the project's: one label
+# for every day's boxes, so an older day's open tasks keep theirs after a newer model is deployed.
+# Which SageMaker model drew them is in the task's data (``model``).
+PREDICTION_VERSION = "serving-model"
 # The A2I task template's instructions (include/templates/bounding-box.liquid.html), in one paragraph.
 INSTRUCTIONS = (
     "The image opens with the boxes the model proposed; they can be wrong, loose or missing. Fix each "
@@ -82,7 +86,7 @@ class LabelStudioReview(ReviewBackend):
         }
 
     # start -----------------------------------------------------------------------------------
-    def task_of(self, request: ReviewRequest, model_version: str) -> dict[str, Any]:
+    def task_of(self, request: ReviewRequest, model_name: str) -> dict[str, Any]:
         """One task: the image by a presigned URL, the review's identity in ``data``, the model's boxes."""
         bucket, key = split_s3_uri(request.source)
         image_url = self.task.s3.generate_presigned_url(
@@ -97,15 +101,43 @@ class LabelStudioReview(ReviewBackend):
                 "width": request.width,
                 "height": request.height,
                 "reason": request.reason,
+                "model": model_name,
             },
-            "predictions": [
-                {
-                    "model_version": model_version,
-                    "score": max((box.get("score", 0.0) for box in request.boxes), default=0.0),
-                    "result": [rectangle_result(box, request.width, request.height) for box in request.boxes],
-                }
-            ],
+            "predictions": [self.prediction_of(request)],
         }
+
+    @staticmethod
+    def prediction_of(request: ReviewRequest) -> dict[str, Any]:
+        """The model's boxes as a Label Studio prediction."""
+        return {
+            "model_version": PREDICTION_VERSION,
+            "score": max((box.get("score", 0.0) for box in request.boxes), default=0.0),
+            "result": [rectangle_result(box, request.width, request.height) for box in request.boxes],
+        }
+
+    def add_missing_predictions(
+        self,
+        hook: LabelStudioHook,
+        tasks: Mapping[str, Mapping[str, Any]],
+        routed: Mapping[str, ReviewRequest],
+    ) -> None:
+        """Give each routed task without a prediction its boxes, one call each.
+
+        Label Studio 1.23's import can store the tasks of a batch and none of their predictions,
+        answering 201 (a prediction it cannot store discards the batch's, unreported); an earlier
+        try's tasks may lack them too. The predictions API reports what it refuses.
+        """
+        bare = [
+            task
+            for name, task in sorted(tasks.items())
+            if name in routed and not task.get("total_predictions", len(task.get("predictions") or []))
+        ]
+        for task in bare:
+            hook.add_prediction(task["id"], self.prediction_of(routed[task["data"]["name"]]))
+        if bare:
+            self.task.log.warning(
+                "Label Studio kept no prediction for %d tasks of the import: added one by one", len(bare)
+            )
 
     def start(
         self, requests: Iterable[ReviewRequest], set_up: Mapping[str, Any], context: Any
@@ -120,20 +152,21 @@ class LabelStudioReview(ReviewBackend):
         project = self.set_up(context)
         project_id = project["label_studio_project_id"]
         serving = self.task.aws_hook(ModelLineageHook).serving_model(settings.endpoint_name)
-        model_version = serving.model_name if serving else "none"
+        model_name = serving.model_name if serving else "none"
         existing = {task["data"].get("name"): task for task in hook.day_tasks(project_id, day.isoformat())}
         new_tasks = []
-        reasons: dict[str, str] = {}
+        routed: dict[str, ReviewRequest] = {}
         for request in requests:
-            reasons[request.name] = request.reason
+            routed[request.name] = request
             if request.name not in existing:
-                new_tasks.append(self.task_of(request, model_version))
+                new_tasks.append(self.task_of(request, model_name))
         if new_tasks:
             hook.import_tasks(project_id, new_tasks)
-            # the labeling page pre-draws the predictions of the project's model version: the newest
-            # day's serving model (it must exist as predictions first, so after the import)
-            hook.set_model_version(project_id, model_version)
+            # the version must exist as predictions first, so after the import
+            hook.set_model_version(project_id, PREDICTION_VERSION)
             existing = {t["data"].get("name"): t for t in hook.day_tasks(project_id, day.isoformat())}
+        self.add_missing_predictions(hook, existing, routed)
+        reasons = {name: request.reason for name, request in routed.items()}
         adopted = len(reasons) - len(new_tasks)
         carried = [name for name in existing if name not in reasons]
         if carried:

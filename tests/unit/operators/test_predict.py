@@ -32,8 +32,10 @@ from active_learning.images import (
     read_bounded,
 )
 from active_learning.naming import transform_job_name
-from active_learning.operators import predict as predict_module
 from active_learning.operators.predict import BatchPredictOperator
+from active_learning.prediction import day as day_module
+from active_learning.prediction import transform as transform_module
+from active_learning.prediction.transform import DayTransformJob, transform_output_prefix
 from active_learning.settings import SettingsError
 from tests.unit.operators.conftest import (
     BUCKET,
@@ -448,7 +450,7 @@ def test_an_object_larger_than_listed_is_read_only_up_to_the_limit(
     image = image_bytes("PNG", 40, 30)
     put(s3, f"{INCOMING}grown.png", image)
     monkeypatch.setattr(images_module, "MAX_PAYLOAD_BYTES", len(image) - 1)
-    monkeypatch.setattr(predict_module, "iter_objects", lambda *_: iter([(f"{INCOMING}grown.png", 10)]))
+    monkeypatch.setattr(day_module, "iter_objects", lambda *_: iter([(f"{INCOMING}grown.png", 10)]))
     op = make_operator()
     bodies: list[Any] = []
     op.s3.get_conn().meta.events.register(
@@ -526,7 +528,7 @@ def test_images_are_pulled_lazily_with_bounded_concurrency(
 
     lock = threading.Lock()
     state = {"pulled": 0, "returned": 0, "in_flight": 0, "peak": 0, "lag": 0}
-    real_iter_objects = predict_module.iter_objects
+    real_iter_objects = day_module.iter_objects
 
     def counting_iter_objects(*args: Any, **kwargs: Any):
         for listed in real_iter_objects(*args, **kwargs):
@@ -546,7 +548,7 @@ def test_images_are_pulled_lazily_with_bounded_concurrency(
             state["returned"] += 1
         return json.dumps({"prediction": [[1.0, 0.8, 0.1, 0.1, 0.9, 0.9]]}).encode()
 
-    monkeypatch.setattr(predict_module, "iter_objects", counting_iter_objects)
+    monkeypatch.setattr(day_module, "iter_objects", counting_iter_objects)
     monkeypatch.setattr(SageMakerRuntimeHook, "invoke_endpoint", staticmethod(endpoint))
 
     result = make_operator(concurrency=concurrency).execute(context)
@@ -700,9 +702,7 @@ def test_only_a_transform_job_stopped_or_failed_without_output_is_followed_by_a_
     settings, day = operator.loop_settings, operator.run_day
     base = transform_job_name("active-learning", DAY)
     if has_output:
-        s3.put_object(
-            Bucket=BUCKET, Key=f"{predict_module.transform_output_prefix(settings, day, base)}a.jpg.out"
-        )
+        s3.put_object(Bucket=BUCKET, Key=f"{transform_output_prefix(settings, day, base)}a.jpg.out")
     lineage = ModelLineageHook(aws_conn_id=None, region_name=REGION)
     with Stubber(lineage.conn) as stub:
         stub.add_response("describe_transform_job", _ended_job(base, status), {"TransformJobName": base})
@@ -713,7 +713,7 @@ def test_only_a_transform_job_stopped_or_failed_without_output_is_followed_by_a_
                 f"Could not find job {base}-r2",
                 expected_params={"TransformJobName": f"{base}-r2"},
             )
-        name, job = operator._day_transform_job(lineage, settings, day)
+        name, job = DayTransformJob(lineage, operator.s3, settings, day, operator.log).current_attempt()
         stub.assert_no_pending_responses()
 
     assert (name, job is None) == ((base, False) if attached else (f"{base}-r2", True))
@@ -729,7 +729,9 @@ def test_a_day_stops_after_three_transform_jobs_failed_without_output(s3: Any) -
                 "describe_transform_job", _ended_job(name, "Failed"), {"TransformJobName": name}
             )
         with pytest.raises(AirflowException, match="3 transform jobs of this day failed"):
-            operator._day_transform_job(lineage, operator.loop_settings, operator.run_day)
+            DayTransformJob(
+                lineage, operator.s3, operator.loop_settings, operator.run_day, operator.log
+            ).current_attempt()
 
 
 @pytest.mark.parametrize("usable_image", [True, False])
@@ -747,9 +749,9 @@ def test_a_failed_transform_job_without_output_fails_the_run_only_when_an_image_
 
     if usable_image:
         with pytest.raises(AirflowException, match="is Failed and wrote no output: CapacityError"):
-            operator._transform_result(operator.loop_settings, operator.run_day, name)
+            operator.transform_result(operator.loop_settings, operator.run_day, name)
     else:
-        result = operator._transform_result(operator.loop_settings, operator.run_day, name)
+        result = operator.transform_result(operator.loop_settings, operator.run_day, name)
         assert (result["quarantined"], result["transform_job_status"]) == (1, "Failed")
 
 
@@ -759,7 +761,7 @@ def test_from_a_transform_job_only_the_images_routed_to_review_are_read(
     """Their size is what the reviewers' boxes need; one that is not a usable image is quarantined."""
     name = transform_job_name("active-learning", DAY)
     operator = make_operator(predict_mode="batch_transform", threshold=0.5)
-    output = predict_module.transform_output_prefix(operator.loop_settings, operator.run_day, name)
+    output = transform_output_prefix(operator.loop_settings, operator.run_day, name)
     answers = {"unsure.jpg": 0.3, "sure.jpg": 0.9, "broken.jpg": 0.2}
     for image, score in answers.items():
         s3.put_object(
@@ -772,10 +774,13 @@ def test_from_a_transform_job_only_the_images_routed_to_review_are_read(
     s3.put_object(Bucket=BUCKET, Key=f"{INCOMING}broken.jpg", Body=b"\xff\xd8 not really a JPEG")
     monkeypatch.setattr(ModelLineageHook, "describe_or_none", lambda *_, **__: _ended_job(name, "Completed"))
     reads: list[str] = []
-    original = predict_module.read_image
-    monkeypatch.setattr(predict_module, "read_image", lambda *args: reads.append(args[2]) or original(*args))
+    original = day_module.read_image
+    recording = lambda *args: reads.append(args[2]) or original(*args)  # noqa: E731
+    # the routing reads what is routed to review; the .out reader reads an image without a .out
+    monkeypatch.setattr(day_module, "read_image", recording)
+    monkeypatch.setattr(transform_module, "read_image", recording)
 
-    result = operator._transform_result(operator.loop_settings, operator.run_day, name)
+    result = operator.transform_result(operator.loop_settings, operator.run_day, name)
 
     assert (result["predicted"], result["quarantined"], result["to_review"]) == (2, 1, 1)
     assert sorted(reads) == [f"{INCOMING}broken.jpg", f"{INCOMING}unsure.jpg"]  # never sure.jpg
@@ -798,4 +803,4 @@ def test_auto_mode_chooses_by_the_days_object_count(s3: Any, count: int, mode: s
         put_image(s3, f"{index}.jpg", "JPEG", 32, 32)
     operator = make_operator(predict_mode="auto", transform_min_images=2)
 
-    assert operator._mode(operator.loop_settings, operator.run_day) == mode
+    assert operator.predict_mode(operator.loop_settings, operator.run_day) == mode
