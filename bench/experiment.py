@@ -1,16 +1,22 @@
-"""``make experiment``: the selection strategies against random picks, at the same daily label budget.
+"""``make experiment``: the selection strategies against random picks, at equal cost.
 
 Replays ``--days`` days of the loop on the emulator's synthetic worlds with the emulator's real
 local detector: each day, the serving model predicts the day's images, the product's routing policy
 and selection strategy (``active_learning.routing`` / ``active_learning.selection``, the code the
 DAG runs) choose at most ``--budget`` images to review, the reference boxes of those become labels,
-and the model is retrained from the previous one on every label so far (what
-``IncrementalTrainingOperator`` asks of the training job). ``random`` picks ``--budget`` images of
-the day uniformly, the baseline. Each day's model is scored by mAP@0.5 on held-out scenes.
+and the model is retrained from the previous one on every label so far, each label counted once
+(what ``IncrementalTrainingOperator`` asks of the training job). Each day's model is scored by
+mAP@0.5 on held-out scenes.
 
-Prints, per world, the held-out mAP per day (mean and spread over seeds) and labels used, and per
-strategy the share of random's labels it needs to reach random's final mAP; writes
-``experiment.json`` and ``experiment.png`` to ``--output``.
+Two baselines, paired by seed (the same initial model, days and held-out scenes):
+
+- ``random``: ``--budget`` images of the day drawn uniformly: random **at the same number of days**;
+- for each arm, random drawn from the same images **given the same number of labels each day** as
+  the arm used (an arm that leaves budget unspent is compared with a random that spends as little).
+
+Prints, per world, each arm's labels, routed, budget-filled and unspent labels, its last day's mAP,
+and its paired difference from both baselines (mean and spread over seeds, and whether the mean
+exceeds the spread); writes ``experiment.json`` (every day of every seed) and ``experiment.png``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from active_learning.detections import parse_prediction  # noqa: E402
-from active_learning.routing import RoutingPolicy  # noqa: E402
-from active_learning.selection import STRATEGIES, SelectionStrategy, uniform_draw  # noqa: E402
+from active_learning.routing import REASON_BUDGET_FILL, RoutingPolicy  # noqa: E402
+from active_learning.selection import BOX_UNCERTAINTY, STRATEGIES, SelectionStrategy, uniform_draw  # noqa: E402
 from world.evaluation import image_size, mean_average_precision  # noqa: E402
 from world.model import LocalDetector, train  # noqa: E402
-from world.scenes import EASY_WORLD, LONG_TAIL_WORLD, VOC_WORLD, World, make_scenes  # noqa: E402
+from world.scenes import DEMO_CLASSES, HUE_SPREAD, VOC_CLASSES, World, long_tail, make_scenes  # noqa: E402
 
-WORLDS: dict[str, World] = {"4-classes": EASY_WORLD, "20-classes": VOC_WORLD, "long-tail": LONG_TAIL_WORLD}
 RANDOM = "random"
-INITIAL_SCENES = 4  # the weak initial model, as make demo's
+SEED_ROUTING = "threshold only"  # the seed's routing: no budget fill
 Scene = tuple[bytes, list[dict[str, Any]]]
 
 
@@ -51,17 +56,27 @@ class Plan:
     budget: int
     held_out: int
     threshold: float
-    hybrid_share: float
+    initial_scenes: int
 
-    def arms(self) -> list[tuple[str, SelectionStrategy | None]]:
-        """(label, strategy) of each arm; ``None`` is the random baseline."""
-        arms: list[tuple[str, SelectionStrategy | None]] = [(RANDOM, None)]
-        for name in STRATEGIES:
-            arms.append((name, SelectionStrategy(name)))
-        for name in STRATEGIES:
-            label = f"{name}+{self.hybrid_share:g} random"
-            arms.append((label, SelectionStrategy(name, self.hybrid_share)))
+    def arms(self) -> list[tuple[str, SelectionStrategy, bool]]:
+        """(label, strategy, fill the budget) of each arm besides random: every strategy as the
+        product runs it (budget fill on), and the default strategy with the seed's routing."""
+        arms = [(name, SelectionStrategy(name), True) for name in STRATEGIES]
+        arms.append((f"{BOX_UNCERTAINTY}, {SEED_ROUTING}", SelectionStrategy(BOX_UNCERTAINTY), False))
         return arms
+
+
+def make_worlds(tail_exponent: float, hue_spread: float | None) -> dict[str, World]:
+    """The three worlds; ``hue_spread`` (None: each world's own) applies to the two hard ones."""
+    return {
+        "4-classes": World(DEMO_CLASSES),
+        "20-classes": World(VOC_CLASSES, hue_spread=HUE_SPREAD if hue_spread is None else hue_spread),
+        "long-tail": World(
+            VOC_CLASSES,
+            long_tail(len(VOC_CLASSES), tail_exponent),
+            hue_spread=0.35 if hue_spread is None else hue_spread,
+        ),
+    }
 
 
 def held_out_map(model: LocalDetector, held_out: list[Scene], sizes: list[tuple[int, int]]) -> float:
@@ -73,118 +88,191 @@ def held_out_map(model: LocalDetector, held_out: list[Scene], sizes: list[tuple[
     )
 
 
-def choose(plan: Plan, strategy: SelectionStrategy | None, day: str, model: LocalDetector,
-           images: list[Scene], counts: Counter[int]) -> list[int]:  # fmt: skip
-    """Indexes of the day's images sent to review."""
-    keys = [f"{day}/scene-{index:04d}.jpg" for index in range(len(images))]
-    if strategy is None:  # random: the day's budget, uniformly among all its images
-        order = sorted(range(len(images)), key=lambda index: uniform_draw(day, keys[index], "baseline"))
-        return order[: plan.budget]
-    policy = RoutingPolicy(plan.threshold, plan.budget, 0.0, strategy)
+def scene_keys(day: str, count: int) -> list[str]:
+    return [f"{day}/scene-{index:04d}.jpg" for index in range(count)]
+
+
+def random_picks(day: str, count: int, labels: int) -> list[int]:
+    """``labels`` of the day's images drawn uniformly (a prefix of one fixed order per day, so fewer
+    labels pick a subset of more)."""
+    keys = scene_keys(day, count)
+    order = sorted(range(count), key=lambda index: uniform_draw(day, keys[index], "baseline"))
+    return order[:labels]
+
+
+def choose(plan: Plan, strategy: SelectionStrategy, fill: bool, day: str, model: LocalDetector,
+           images: list[Scene], counts: Counter[int]) -> tuple[list[int], int, int]:  # fmt: skip
+    """Indexes of the day's images sent to review, how many the threshold routed, how many filled."""
+    keys = scene_keys(day, len(images))
+    policy = RoutingPolicy(plan.threshold, plan.budget, 0.0, strategy, fill)
     detections = {
         key: parse_prediction(model.predict(image)) for key, (image, _) in zip(keys, images, strict=True)
     }
     decisions = {key: policy.decide(found) for key, found in detections.items()}
     final = policy.decide_day(decisions, day, detections, counts)
-    return [index for index, key in enumerate(keys) if final[key].review]
+    picked = [index for index, key in enumerate(keys) if final[key].review]
+    filled = sum(final[key].reason == REASON_BUDGET_FILL for key in keys)
+    return picked, sum(decision.review for decision in decisions.values()), filled
 
 
-def replay(job: tuple[str, int, Plan]) -> dict[str, Any]:
-    """Every arm on one world and seed: the same initial model, days and held-out scenes for each."""
-    world_name, seed, plan = job
-    world = WORLDS[world_name]
+def run_days(model: LocalDetector, days: list[list[Scene]], pick: Any, score: Any) -> dict[str, list]:
+    """One arm over the days: ``pick(day number, day key, model, images, counts)`` returns
+    (indexes, routed, filled); the model retrains on every label so far when the day added some."""
+    classes = list(model.classes)
+    labelled: list[Scene] = []
+    counts: Counter[int] = Counter()
+    curve: dict[str, list] = {"map": [score(model)], "labels": [0], "routed": [], "filled": []}
+    for number, images in enumerate(days):
+        picked, routed, filled = pick(number, f"day-{number + 1:02d}", model, images, counts)
+        new = [images[index] for index in picked]
+        labelled += new
+        counts.update(box["class_id"] for _, boxes in new for box in boxes)
+        if new:  # the product skips training without new labels
+            model = train(model, labelled, classes)
+        curve["map"].append(score(model))
+        curve["labels"].append(len(labelled))
+        curve["routed"].append(routed)
+        curve["filled"].append(filled)
+    return curve
+
+
+def replay(job: tuple[str, World, int, Plan]) -> dict[str, Any]:
+    """Every arm and its baselines on one world and seed: the same initial model, days and held-out
+    scenes for each."""
+    world_name, world, seed, plan = job
     classes = list(world.classes)
     base = 10_000 * seed
     held_out = make_scenes(base + 999, plan.held_out, world)
     sizes = [image_size(image) for image, _ in held_out]
-    initial = train(None, make_scenes(base + 1, INITIAL_SCENES, world), classes)
+    initial = train(None, make_scenes(base + 1, plan.initial_scenes, world), classes)
     days = [make_scenes(base + 100 + day, plan.images_per_day, world) for day in range(plan.days)]
-    initial_map = held_out_map(initial, held_out, sizes)
-    curves: dict[str, dict[str, list[float]]] = {}
-    for label, strategy in plan.arms():
-        model, labelled, counts = initial, [], Counter()
-        maps, labels = [initial_map], [0]
-        for day, images in enumerate(days):
-            picked = choose(plan, strategy, f"day-{day + 1:02d}", model, images, counts)
-            new = [images[index] for index in picked]
-            labelled += new
-            counts.update(box["class_id"] for _, boxes in new for box in boxes)
-            if new:  # the product skips training without new labels
-                model = train(model, labelled, classes)
-            maps.append(held_out_map(model, held_out, sizes))
-            labels.append(len(labelled))
-        curves[label] = {"map": maps, "labels": labels}
+
+    def score(model: LocalDetector) -> float:
+        return held_out_map(model, held_out, sizes)
+
+    def random_arm(per_day: list[int]) -> dict[str, list]:
+        return run_days(
+            initial,
+            days,
+            lambda number, day, model, images, counts: (
+                random_picks(day, len(images), per_day[number]),
+                0,
+                0,
+            ),
+            score,
+        )
+
+    curves: dict[str, dict[str, list]] = {RANDOM: random_arm([plan.budget] * plan.days)}
+    matched: dict[tuple[int, ...], dict[str, list]] = {(plan.budget,) * plan.days: curves[RANDOM]}
+    for label, strategy, fill in plan.arms():
+        curve = run_days(
+            initial,
+            days,
+            lambda number, day, model, images, counts, s=strategy, f=fill: choose(
+                plan, s, f, day, model, images, counts
+            ),
+            score,
+        )
+        per_day = tuple(int(b - a) for a, b in zip(curve["labels"], curve["labels"][1:], strict=False))
+        if per_day not in matched:  # random at the same labels each day (memoized: often the budget)
+            matched[per_day] = random_arm(list(per_day))
+        curve["matched_random_map"] = matched[per_day]["map"]
+        curves[label] = curve
     return {"world": world_name, "seed": seed, "curves": curves}
 
 
-def labels_to_reach(target: float, labels: list[float], maps: list[float]) -> float | None:
-    """Labels at which a (mean) curve first reaches ``target``, linearly between days; None if never."""
-    if maps[0] >= target:
-        return labels[0]
-    for day in range(1, len(maps)):
-        if maps[day] >= target:
-            share = (target - maps[day - 1]) / (maps[day] - maps[day - 1])
-            return labels[day - 1] + share * (labels[day] - labels[day - 1])
-    return None
+def paired(differences: np.ndarray) -> dict[str, Any]:
+    """Mean and spread (standard deviation over seeds) of paired differences, per day."""
+    mean, spread = differences.mean(axis=0), differences.std(axis=0)
+    verdicts = [
+        "ahead" if m - s > 0 else "behind" if m + s < 0 else "within"
+        for m, s in zip(mean, spread, strict=True)
+    ]
+    return {"mean": mean.round(4).tolist(), "spread": spread.round(4).tolist(), "verdict": verdicts}
 
 
 def summarize(runs: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     worlds: dict[str, Any] = {}
-    for world_name in WORLDS:
+    for world_name in dict.fromkeys(run["world"] for run in runs):
         mine = [run for run in runs if run["world"] == world_name]
-        if not mine:
-            continue
-        arms: dict[str, Any] = {}
-        for label, _ in plan.arms():
+        random_maps = np.array([run["curves"][RANDOM]["map"] for run in mine])
+        arms: dict[str, Any] = {
+            RANDOM: {
+                "map_mean": random_maps.mean(axis=0).round(4).tolist(),
+                "map_std": random_maps.std(axis=0).round(4).tolist(),
+                "labels_mean": [float(plan.budget * day) for day in range(plan.days + 1)],
+            }
+        }
+        for label, _, _ in plan.arms():
             maps = np.array([run["curves"][label]["map"] for run in mine])
             labels = np.array([run["curves"][label]["labels"] for run in mine], dtype=np.float64)
+            per_day = np.diff(labels, axis=1)
+            matched = np.array([run["curves"][label]["matched_random_map"] for run in mine])
             arms[label] = {
                 "map_mean": maps.mean(axis=0).round(4).tolist(),
                 "map_std": maps.std(axis=0).round(4).tolist(),
                 "labels_mean": labels.mean(axis=0).round(2).tolist(),
+                "routed_mean": np.mean([run["curves"][label]["routed"] for run in mine], axis=0)
+                .round(2)
+                .tolist(),
+                "filled_mean": np.mean([run["curves"][label]["filled"] for run in mine], axis=0)
+                .round(2)
+                .tolist(),
+                "unspent_mean": (plan.budget - per_day).mean(axis=0).round(2).tolist(),
+                "vs_random_same_labels": paired(maps - matched),
+                "vs_random_same_days": paired(maps - random_maps),
             }
-        baseline = arms[RANDOM]
-        target, random_labels = baseline["map_mean"][-1], baseline["labels_mean"][-1]
-        for arm in arms.values():
-            needed = labels_to_reach(target, arm["labels_mean"], arm["map_mean"])
-            arm["labels_to_random_final"] = None if needed is None else round(needed, 2)
-            arm["share_of_random_labels"] = None if needed is None else round(needed / random_labels, 3)
-            worse = [
-                day
-                for day, (mean, base_mean, std, base_std) in enumerate(
-                    zip(
-                        arm["map_mean"],
-                        baseline["map_mean"],
-                        arm["map_std"],
-                        baseline["map_std"],
-                        strict=True,
-                    )
-                )
-                if mean < base_mean - max(std, base_std)
-            ]
-            arm["days_below_random_beyond_spread"] = worse
         worlds[world_name] = {"seeds": sorted(run["seed"] for run in mine), "arms": arms}
     return worlds
 
 
+def describe(comparison: dict[str, Any]) -> str:
+    last = -1
+    ahead = sum(verdict == "ahead" for verdict in comparison["verdict"][1:])
+    behind = sum(verdict == "behind" for verdict in comparison["verdict"][1:])
+    return (
+        f"{comparison['mean'][last]:+.3f}±{comparison['spread'][last]:.3f} {comparison['verdict'][last]}"
+        f" (days ahead/behind: {ahead}/{behind})"
+    )
+
+
 def print_tables(worlds: dict[str, Any], plan: Plan) -> None:
     for world_name, result in worlds.items():
-        print(f"\n## {world_name} (seeds {result['seeds']}; held-out mAP@0.5, mean ± spread over seeds)")
-        header = ["strategy", "labels"] + [f"day {day}" for day in range(plan.days + 1)] + ["share"]
+        print(
+            f"\n## {world_name} (seeds {result['seeds']}; held-out mAP@0.5 on day {plan.days}, mean ± spread "
+            "over seeds; differences paired by seed)"
+        )
+        header = ["arm", "labels", "unspent", "filled", f"day-{plan.days} mAP", "vs random, same labels",
+                  "vs random, same days"]  # fmt: skip
         rows = []
         for label, arm in result["arms"].items():
-            share = arm["share_of_random_labels"]
+            if label == RANDOM:
+                final = f"{arm['map_mean'][-1]:.3f}±{arm['map_std'][-1]:.3f}"
+                rows.append([label, f"{arm['labels_mean'][-1]:g}", "0", "-", final, "-", "baseline"])
+                continue
             rows.append(
-                [label, f"{arm['labels_mean'][-1]:g}"]
-                + [f"{m:.3f}±{s:.3f}" for m, s in zip(arm["map_mean"], arm["map_std"], strict=True)]
-                + ["baseline" if label == RANDOM else "not reached" if share is None else f"{share:.0%}"]
+                [
+                    label,
+                    f"{arm['labels_mean'][-1]:g}",
+                    f"{sum(arm['unspent_mean']):g}",
+                    f"{sum(arm['filled_mean']):g}",
+                    f"{arm['map_mean'][-1]:.3f}±{arm['map_std'][-1]:.3f}",
+                    describe(arm["vs_random_same_labels"]),
+                    describe(arm["vs_random_same_days"]),
+                ]
             )
         widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
         for row in [header, *rows]:
             print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+        for label, arm in result["arms"].items():
+            if label != RANDOM:
+                print(
+                    f"  {label}: routed per day {arm['routed_mean']}, unspent per day {arm['unspent_mean']}"
+                )
     print(
-        "\nlabels: images reviewed over all days (mean over seeds); share: the labels a strategy needs "
-        "to reach random's final mean mAP, as a share of random's labels"
+        "\nlabels: images reviewed over all days (mean over seeds); unspent: budget left over all days; "
+        "filled: reviews that budget-fill added. A paired difference is 'ahead' or 'behind' when its mean "
+        "exceeds its spread (standard deviation over seeds), else 'within'; days counted from day 1."
     )
 
 
@@ -194,17 +282,27 @@ def plot(worlds: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(worlds), figsize=(5.5 * len(worlds), 4.5), squeeze=False)
-    for axis, (world_name, result) in zip(axes[0], worlds.items(), strict=True):
+    figure, axes = plt.subplots(2, len(worlds), figsize=(5.5 * len(worlds), 8), squeeze=False)
+    for column, (world_name, result) in enumerate(worlds.items()):
+        top, bottom = axes[0][column], axes[1][column]
         for label, arm in result["arms"].items():
+            days = np.arange(len(arm["map_mean"]))
             mean, std = np.array(arm["map_mean"]), np.array(arm["map_std"])
             style = {"color": "black", "linewidth": 2.5} if label == RANDOM else {}
-            axis.plot(arm["labels_mean"], mean, marker="o", markersize=3, label=label, **style)
-            axis.fill_between(arm["labels_mean"], mean - std, mean + std, alpha=0.1, **style)
-        axis.set_title(world_name)
-        axis.set_xlabel("labelled images")
-        axis.set_ylabel("held-out mAP@0.5")
-        axis.grid(alpha=0.3)
+            top.plot(days, mean, marker="o", markersize=3, label=label, **style)
+            top.fill_between(days, mean - std, mean + std, alpha=0.1, **style)
+            if label != RANDOM:
+                same = arm["vs_random_same_labels"]
+                diff, spread = np.array(same["mean"]), np.array(same["spread"])
+                bottom.plot(days, diff, marker="o", markersize=3, label=label)
+                bottom.fill_between(days, diff - spread, diff + spread, alpha=0.1)
+        bottom.axhline(0, color="black", linewidth=1)
+        top.set_title(world_name)
+        top.set_ylabel("held-out mAP@0.5")
+        bottom.set_ylabel("mAP minus random at the same labels")
+        for axis in (top, bottom):
+            axis.set_xlabel("day")
+            axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -216,27 +314,37 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--output", type=Path, default=ROOT / "experiment-output")
-    parser.add_argument("--worlds", nargs="+", choices=list(WORLDS), default=list(WORLDS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--worlds", nargs="+", choices=["4-classes", "20-classes", "long-tail"],
+                        default=["4-classes", "20-classes", "long-tail"])  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--days", type=int, default=8)
     parser.add_argument("--images-per-day", type=int, default=60)
     parser.add_argument("--budget", type=int, default=6, help="labels (reviewed images) per day")
     parser.add_argument("--held-out", type=int, default=200)
     parser.add_argument("--threshold", type=float, default=0.5, help="the routing policy's threshold")
-    parser.add_argument("--hybrid-share", type=float, default=0.5, help="random share of the hybrids")
+    parser.add_argument("--initial-scenes", type=int, default=4, help="scenes of the weak initial model")
+    parser.add_argument(
+        "--tail-exponent", type=float, default=1.2, help="the long-tailed world's Zipf exponent"
+    )
+    parser.add_argument("--hue-spread", type=float, default=None,
+                        help="hue spread of the two 20-class worlds (default: 0.25 and 0.35)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    plan = Plan(args.days, args.images_per_day, args.budget, args.held_out, args.threshold, args.hybrid_share)
+    plan = Plan(
+        args.days, args.images_per_day, args.budget, args.held_out, args.threshold, args.initial_scenes
+    )
+    worlds = make_worlds(args.tail_exponent, args.hue_spread)
     started = time.monotonic()
-    jobs = [(world, seed, plan) for world in args.worlds for seed in range(1, args.seeds + 1)]
+    jobs = [(name, worlds[name], seed, plan) for name in args.worlds for seed in range(1, args.seeds + 1)]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         runs = list(pool.map(replay, jobs))
-    worlds = summarize(runs, plan)
-    print_tables(worlds, plan)
+    summary = summarize(runs, plan)
+    print_tables(summary, plan)
     args.output.mkdir(parents=True, exist_ok=True)
-    document = {"plan": plan.__dict__, "worlds": worlds, "runs": runs}
+    options = {key: value for key, value in vars(args).items() if key not in ("output", "workers")}
+    document = {"plan": asdict(plan), "options": options, "worlds": summary, "runs": runs}
     (args.output / "experiment.json").write_text(json.dumps(document, indent=1))
-    plot(worlds, args.output / "experiment.png")
+    plot(summary, args.output / "experiment.png")
     print(f"\ndone in {time.monotonic() - started:.0f} s; {args.output}/experiment.json and experiment.png")
 
 

@@ -82,7 +82,10 @@ def day_row(
         "day": day.isoformat(),
         "images": images,
         "predicted_by": ", ".join(f"{job.name} ({job.status})" for job in transforms) or "endpoint",
-        "routed": sum(record["review"] for record in predictions),
+        # routed by the threshold (kept or over the budget), added by budget-fill, and reviewed
+        "routed": sum(record["reason"] not in ("confident", "budget-fill") for record in predictions),
+        "budget_filled": sum(record["reason"] == "budget-fill" for record in predictions),
+        "reviewed": sum(record["review"] for record in predictions),
         "loops_completed": reviewed
         if reviewed is not None
         else sum(
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
                 "images": "-",
                 "predicted_by": "-",
                 "routed": "-",
+                "budget_filled": "-",
+                "reviewed": "-",
                 "loops_completed": "-",
                 "manifest_lines": "-",
                 "training_job": "-",

@@ -7,9 +7,13 @@ a Gaussian model whose parameters have a conjugate prior. Because the prior domi
 objects have been seen, a model trained on a handful of boxes is broad and unsure (low scores),
 and the scores sharpen as labelled boxes accumulate -- the behaviour active learning relies on.
 
-The parameters are sufficient statistics (per-class counts, sums and sums of squares), so
-training continues exactly from a previous model: its statistics are added to the new ones, i.e.
-weighted by how many objects it has seen.
+The parameters are sufficient statistics (per-class counts, sums and sums of squares). Training
+from a previous model counts each label of the training set once: the new model is the base
+model's knowledge as a prior of bounded weight (at most :data:`PRIOR_MODEL_WEIGHT` objects per
+class) plus every label of the training set, once. A model keeps the prior it was trained on, so
+the next training, on every label so far again, starts from that same prior: a label seen on 8
+days weighs what a label seen once does, as when a network is trained again from its previous
+weights on the full dataset.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 ARTIFACT_MEMBER = "model.json"
 ARTIFACT_FORMAT = "emulator-local-detector"
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2  # 2: the prior a model was trained on (version 1 had none; still read)
 
 # Images are analysed at most this large: outputs are normalized, so detail beyond it only costs time.
 MAX_ANALYSIS_SIDE = 256
@@ -47,6 +51,8 @@ PRIOR_MEAN = (128.0, 128.0, 128.0)
 PRIOR_MEAN_WEIGHT = 1.0
 PRIOR_SPREAD = 85.0
 PRIOR_SPREAD_WEIGHT = 25.0
+# The most a base model counts for, in objects per class, in a training that continues from it.
+PRIOR_MODEL_WEIGHT = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +223,16 @@ class LocalDetector:
     :param sums: per class, the sum of the objects' mean colours (RGB).
     :param squares: per class, the sum of the squared mean colours (RGB).
     :param temperature: divides the log-posteriors before the softmax (1: the Bayesian posterior).
+    :param prior: the part of ``(n_seen, sums, squares)`` that came from the base model it was
+        trained from (``None``: trained from nothing, or not trained); the rest is its labels.
     """
 
     classes: list[str]
-    n_seen: list[int] = field(default_factory=list)
+    n_seen: list[float] = field(default_factory=list)
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     squares: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     temperature: float = 1.0
+    prior: tuple[list[float], np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         count = len(self.classes)
@@ -232,7 +241,7 @@ class LocalDetector:
         if len(set(self.classes)) != count:
             raise ValueError(f"class names must be unique: {self.classes}")
         # Omitted statistics mean an untrained model: nothing seen yet.
-        self.n_seen = [int(n) for n in self.n_seen] or [0] * count
+        self.n_seen = [_count(n) for n in self.n_seen] or [0] * count
         self.sums = np.asarray(self.sums, dtype=np.float64)
         self.squares = np.asarray(self.squares, dtype=np.float64)
         if self.sums.size == 0:
@@ -243,6 +252,23 @@ class LocalDetector:
             raise ValueError(f"parameters do not match {count} classes")
         if any(n < 0 for n in self.n_seen):
             raise ValueError(f"n_seen must be >= 0, got {self.n_seen}")
+        if self.prior is not None:
+            n_prior, sums_prior, squares_prior = self.prior
+            self.prior = (
+                [_count(n) for n in n_prior],
+                np.asarray(sums_prior, dtype=np.float64),
+                np.asarray(squares_prior, dtype=np.float64),
+            )
+            if (
+                len(self.prior[0]) != count
+                or self.prior[1].shape != (count, 3)
+                or self.prior[2].shape
+                != (
+                    count,
+                    3,
+                )
+            ):
+                raise ValueError(f"prior parameters do not match {count} classes")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive number, got {self.temperature}")
 
@@ -311,6 +337,13 @@ class LocalDetector:
             "sums": self.sums.tolist(),
             "squares": self.squares.tolist(),
             "temperature": self.temperature,
+            "prior": None
+            if self.prior is None
+            else {
+                "n_seen": list(self.prior[0]),
+                "sums": self.prior[1].tolist(),
+                "squares": self.prior[2].tolist(),
+            },
         }
 
     def to_artifact(self) -> bytes:
@@ -333,19 +366,30 @@ class LocalDetector:
         """A detector from ``to_json``'s dict; ValueError when it is not one."""
         if not isinstance(document, dict) or document.get("format") != ARTIFACT_FORMAT:
             raise ValueError(f"model.json is not a model of format {ARTIFACT_FORMAT!r}")
-        if document.get("version") != ARTIFACT_VERSION:
+        if document.get("version") not in (1, ARTIFACT_VERSION):
             raise ValueError(f"unsupported model.json version {document.get('version')!r}")
         try:
             classes = [str(name) for name in document["classes"]]
-            n_seen = [int(n) for n in document["n_seen"]]
+            n_seen = [_count(n) for n in document["n_seen"]]
             sums = np.asarray(document["sums"], dtype=np.float64)
             squares = np.asarray(document["squares"], dtype=np.float64)
             temperature = float(document.get("temperature", 1.0))
+            stored = document.get("prior")
+            prior = (
+                None
+                if stored is None
+                else (
+                    [_count(n) for n in stored["n_seen"]],
+                    np.asarray(stored["sums"], dtype=np.float64),
+                    np.asarray(stored["squares"], dtype=np.float64),
+                )
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"model.json has missing or malformed parameters: {err}") from err
-        if not (np.isfinite(sums).all() and np.isfinite(squares).all()):
+        arrays = [sums, squares] + ([] if prior is None else [prior[1], prior[2]])
+        if not all(np.isfinite(array).all() for array in arrays):
             raise ValueError("model.json parameters must be finite numbers")
-        return cls(classes, n_seen, sums, squares, temperature)
+        return cls(classes, n_seen, sums, squares, temperature, prior)
 
     @classmethod
     def from_artifact(cls, data: bytes) -> LocalDetector:
@@ -370,6 +414,19 @@ class LocalDetector:
         return cls.from_json(document)
 
 
+def _count(value: object) -> float | int:
+    """A count as stored: an int when whole (labels), a float for a scaled prior."""
+    number = float(value)  # type: ignore[arg-type]
+    return int(number) if number.is_integer() else number
+
+
+def _capped(model: LocalDetector, weight: float) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """The model's statistics scaled so that no class counts for more than ``weight`` objects."""
+    counts = np.asarray(model.n_seen, dtype=np.float64)
+    scale = np.minimum(1.0, weight / np.maximum(counts, 1e-12))
+    return (counts * scale).tolist(), model.sums * scale[:, None], model.squares * scale[:, None]
+
+
 def train(
     previous: LocalDetector | None,
     samples: Iterable[tuple[bytes, list[dict]]],
@@ -377,6 +434,10 @@ def train(
     epochs: int = 1,
 ) -> LocalDetector:
     """Learn class prototypes from labelled boxes, continuing from ``previous`` when given.
+
+    From ``previous``: its prior (or, for a model trained from nothing, its own statistics capped
+    at :data:`PRIOR_MODEL_WEIGHT` objects per class) plus each box of ``samples`` once; pass every
+    label so far, as the DAG's training does.
 
     :param samples: ``(image bytes, annotations)``; annotations as in an augmented manifest line:
         ``class_id``, ``left``, ``top``, ``width``, ``height`` in pixels.
@@ -390,13 +451,14 @@ def train(
     names = list(classes)
     if previous is not None and previous.classes != names:
         raise ValueError(f"previous model's classes {previous.classes} differ from {names}")
-    model = (
-        LocalDetector(names)
-        if previous is None
-        else LocalDetector(
-            names, list(previous.n_seen), previous.sums.copy(), previous.squares.copy(), previous.temperature
+    if previous is None:
+        model = LocalDetector(names)
+    else:
+        prior = previous.prior or _capped(previous, PRIOR_MODEL_WEIGHT)
+        n_prior, sums_prior, squares_prior = prior
+        model = LocalDetector(
+            names, list(n_prior), sums_prior.copy(), squares_prior.copy(), previous.temperature, prior
         )
-    )
     for index, (image_bytes, boxes) in enumerate(samples):
         if not boxes:
             continue

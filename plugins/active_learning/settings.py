@@ -189,12 +189,21 @@ class LoopSettings:
         0.5, description="review images whose top score is below this", minimum=0, maximum=1
     )
     max_reviews: int | None = setting(
-        None, description="cap on reviews per run, the most uncertain kept (empty: no cap)", minimum=0
+        None,
+        description="reviews per run: a cap (the selection strategy keeps the most informative) and, "
+        "with fill_review_budget, a target (empty: no cap)",
+        minimum=0,
+    )
+    fill_review_budget: bool = setting(
+        True,
+        description="with max_reviews: when the threshold routes fewer images, review the confident "
+        "images the selection strategy ranks most informative too (reason budget-fill); false: the "
+        "seed's threshold routing only",
     )
     audit_fraction: float = setting(
         0.0, description="share of confident images also reviewed, reproducibly per run", minimum=0, maximum=1
     )
-    # the default is what measured best against random picks in make experiment (README)
+    # the default is what measured best against random picks in make experiment (docs/selection.md)
     selection_strategy: str = setting(
         BOX_UNCERTAINTY, description="which routed images max_reviews keeps", choices=STRATEGIES
     )

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,11 +26,30 @@ def experiment() -> ModuleType:
     return module
 
 
-def test_labels_to_reach_interpolates_between_days(experiment: ModuleType) -> None:
-    labels, maps = [0, 6, 12, 18], [0.1, 0.3, 0.5, 0.6]
-    assert experiment.labels_to_reach(0.4, labels, maps) == pytest.approx(9.0)
-    assert experiment.labels_to_reach(0.05, labels, maps) == 0
-    assert experiment.labels_to_reach(0.7, labels, maps) is None
+def test_a_paired_difference_is_ahead_or_behind_only_beyond_its_spread(experiment: ModuleType) -> None:
+    differences = np.array([[0.0, 0.10, 0.01, -0.2], [0.0, 0.12, -0.03, -0.3]])
+    result = experiment.paired(differences)
+    assert result["mean"] == pytest.approx([0.0, 0.11, -0.01, -0.25])
+    assert result["verdict"] == ["within", "ahead", "within", "behind"]
+
+
+def test_each_arm_is_paired_with_random_given_the_labels_it_used(experiment: ModuleType) -> None:
+    """Threshold 0 routes (almost) nothing: the seed's routing leaves the budget unspent and its
+    random twin gets as few labels; budget fill spends it all, as random at the same days does."""
+    plan = experiment.Plan(days=2, images_per_day=8, budget=2, held_out=10, threshold=0.0, initial_scenes=4)
+    world = experiment.make_worlds(1.2, None)["4-classes"]
+    run = experiment.replay(("4-classes", world, 1, plan))
+    curves = run["curves"]
+    assert curves["random"]["labels"] == [0, 2, 4]
+    filled = curves["box-uncertainty"]
+    assert filled["labels"] == [0, 2, 4]
+    assert filled["filled"] == [2 - routed for routed in filled["routed"]]
+    assert filled["matched_random_map"] == curves["random"]["map"]
+    seed_routing = curves["box-uncertainty, threshold only"]
+    assert seed_routing["filled"] == [0, 0]
+    assert seed_routing["labels"][-1] == sum(min(routed, 2) for routed in seed_routing["routed"])
+    if seed_routing["labels"][-1] == 0:  # nothing labelled: its random twin labels nothing either
+        assert seed_routing["matched_random_map"] == [curves["random"]["map"][0]] * 3
 
 
 def test_a_tiny_experiment_prints_the_table_and_writes_json_and_png(
@@ -41,15 +61,19 @@ def test_a_tiny_experiment_prints_the_table_and_writes_json_and_png(
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert "## 4-classes (seeds [1, 2]" in printed
-    for arm in ("random", "least-confidence", "box-uncertainty", "class-balance", "+0.5 random"):
+    for arm in ("random", "least-confidence", "box-uncertainty", "class-balance", "threshold only"):
         assert arm in printed
     document = json.loads((tmp_path / "experiment.json").read_text())
+    assert document["options"]["tail_exponent"] == 1.2
     arms = document["worlds"]["4-classes"]["arms"]
-    assert len(arms) == 7
-    for arm in arms.values():
+    assert len(arms) == 5
+    for label, arm in arms.items():
         assert len(arm["map_mean"]) == len(arm["map_std"]) == 3  # the initial model and 2 days
         assert arm["labels_mean"][0] == 0
         assert arm["labels_mean"][-1] <= 4  # at most the budget each day
+        if label != "random":
+            for baseline in ("vs_random_same_labels", "vs_random_same_days"):
+                assert len(arm[baseline]["mean"]) == len(arm[baseline]["verdict"]) == 3
     assert arms["random"]["labels_mean"] == [0, 2, 4]
     with Image.open(tmp_path / "experiment.png") as image:
         assert image.format == "PNG"

@@ -12,9 +12,9 @@ def test_one_day_of_the_loop_trains_and_updates_the_endpoint(end_to_end_day: End
     initial, day = json.loads((end_to_end_day.output / "summary.json").read_text())
     assert day["day"] == "2026-11-23"
     assert day["images"] == 30
-    assert 0 < day["routed"] < 30
-    assert day["loops_completed"] == day["routed"]
-    assert day["manifest_lines"] == day["routed"]  # every reviewed scene has objects
+    assert 0 < day["reviewed"] < 30
+    assert day["loops_completed"] == day["reviewed"]
+    assert day["manifest_lines"] == day["reviewed"]  # every reviewed scene has objects
     assert "(Completed)" in day["training_job"]
     assert day["endpoint_config"] != "-"
     # the summary's counts come from runs/2026-11-23/: the run processed the day it was given

@@ -22,9 +22,9 @@ def test_one_day_reviewed_in_label_studio_trains_and_updates_the_endpoint(tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr + airflow_log[-5000:]
     _, day = json.loads((output / "summary.json").read_text())
     assert day["images"] == 12
-    assert 0 < day["routed"] < 12
-    assert day["loops_completed"] == day["routed"]  # answered in Label Studio
-    assert day["manifest_lines"] == day["routed"]
+    assert 0 < day["reviewed"] < 12
+    assert day["loops_completed"] == day["reviewed"]  # answered in Label Studio
+    assert day["manifest_lines"] == day["reviewed"]
     assert "(Completed)" in day["training_job"]
     assert day["endpoint_config"] != "-"
     assert "Label Studio project" in airflow_log

@@ -5,6 +5,7 @@ import pytest
 from active_learning.detections import Detection
 from active_learning.routing import (
     REASON_AUDIT,
+    REASON_BUDGET_FILL,
     REASON_CONFIDENT,
     REASON_LOW_CONFIDENCE,
     REASON_NO_DETECTIONS,
@@ -13,6 +14,7 @@ from active_learning.routing import (
     ReviewBudget,
     RoutingPolicy,
 )
+from active_learning.selection import BOX_UNCERTAINTY, SelectionStrategy
 
 
 def scored(*scores: float) -> list[Detection]:
@@ -106,3 +108,64 @@ def test_review_budget_of_zero_keeps_nothing_and_none_keeps_everything() -> None
         budget.offer("a", review)
     assert nothing.final("a", review).reason == REASON_OVER_BUDGET
     assert everything.final("a", review) == review
+
+
+# budget fill -------------------------------------------------------------------------------------
+def test_the_seeds_threshold_routing_leaves_the_budget_unspent() -> None:
+    policy = RoutingPolicy(max_reviews=3)  # fill_budget off: the seed's behaviour
+    day = policy.decide_day(day_of(policy, {"a": [0.3], "b": [0.9], "c": [0.7]}), "2026-11-26")
+    assert {key for key, decision in day.items() if decision.review} == {"a"}
+    assert day["b"] == Decision(False, REASON_CONFIDENT, 0.9)
+
+
+def test_a_day_that_routes_fewer_than_the_budget_fills_it_with_the_least_confident() -> None:
+    policy = RoutingPolicy(max_reviews=3, fill_budget=True)
+    scores = {"a": [0.3], "b": [0.95], "c": [0.7], "d": [0.6], "e": [0.99]}
+    day = policy.decide_day(day_of(policy, scores), "2026-11-26")
+    assert day["a"] == Decision(True, REASON_LOW_CONFIDENCE, 0.3)
+    assert day["d"] == Decision(True, REASON_BUDGET_FILL, 0.6)
+    assert day["c"] == Decision(True, REASON_BUDGET_FILL, 0.7)
+    assert day["b"] == Decision(False, REASON_CONFIDENT, 0.95)
+    assert sum(decision.review for decision in day.values()) == 3
+
+
+def test_budget_fill_ranks_by_the_strategy_which_sees_every_object() -> None:
+    """box-uncertainty: an image whose best object is sure but another is not is filled first."""
+    policy = RoutingPolicy(max_reviews=1, fill_budget=True, selection=SelectionStrategy(BOX_UNCERTAINTY))
+    one_sure = [Detection(0, 0.9, 0.1, 0.1, 0.2, 0.2)]
+    sure_and_unsure = [
+        Detection(0, 0.95, 0.1, 0.1, 0.2, 0.2),
+        Detection(1, 0.55, 0.5, 0.5, 0.7, 0.7),  # a second object: 0.55 against 0.45
+        Detection(2, 0.45, 0.5, 0.5, 0.7, 0.7),
+    ]
+    images = {"one-sure": one_sure, "hidden-unsure": sure_and_unsure}
+    decisions = {key: policy.decide(found) for key, found in images.items()}
+    assert not any(decision.review for decision in decisions.values())
+    day = policy.decide_day(decisions, "r", detections=images)
+    assert day["hidden-unsure"].reason == REASON_BUDGET_FILL
+    assert day["one-sure"].review is False
+
+
+def test_budget_fill_is_the_same_for_a_day_in_any_order_and_holds_at_most_the_limit() -> None:
+    policy = RoutingPolicy(max_reviews=5, fill_budget=True)
+    decisions = {f"img-{i:05d}": policy.decide(scored(0.5 + (i * 7919 % 500) / 1000)) for i in range(5000)}
+    decisions["unsure"] = policy.decide(scored(0.1))
+    forward = policy.decide_day(decisions, "2026-11-26")
+    backward = policy.decide_day(dict(reversed(list(decisions.items()))), "2026-11-26")
+    assert forward == backward
+    assert policy.decide_day(decisions, "2026-11-26") == forward  # deterministic for the day
+    reviewed = {key: decision.reason for key, decision in forward.items() if decision.review}
+    assert len(reviewed) == 5
+    assert reviewed.pop("unsure") == REASON_LOW_CONFIDENCE
+    assert set(reviewed.values()) == {REASON_BUDGET_FILL}
+    budget = policy.budget("2026-11-26")
+    for key, decision in decisions.items():
+        budget.offer(key, decision)
+        assert len(budget) <= 2 * 5  # the reviews and the fill candidates, each at most the limit
+
+
+def test_budget_fill_never_exceeds_a_full_budget() -> None:
+    policy = RoutingPolicy(max_reviews=2, fill_budget=True)
+    day = policy.decide_day(day_of(policy, {"a": [0.1], "b": [0.2], "c": [0.3], "d": [0.9]}), "r")
+    assert {key for key, decision in day.items() if decision.review} == {"a", "b"}
+    assert day["d"].reason == REASON_CONFIDENT

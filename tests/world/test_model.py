@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from world.evaluation import image_size, mean_average_precision
-from world.model import LocalDetector, label_components, train
+from world.model import PRIOR_MODEL_WEIGHT, LocalDetector, label_components, train
 from world.scenes import DEMO_CLASSES, make_scenes
 
 SIZE = 96
@@ -133,14 +133,33 @@ def test_predict_rejects_bytes_that_are_not_an_image(trained: Trained) -> None:
         trained.strong.predict(b"not an image")
 
 
-def test_incremental_training_equals_training_on_everything() -> None:
-    first, second = make_scenes(11, 6, DEMO_CLASSES), make_scenes(12, 6, DEMO_CLASSES)
-    stepwise = train(train(None, first, DEMO_CLASSES), second, DEMO_CLASSES)
-    at_once = train(None, first + second, DEMO_CLASSES)
-    assert stepwise.n_seen == at_once.n_seen
-    assert sum(stepwise.n_seen) == sum(len(boxes) for _, boxes in first + second)
-    np.testing.assert_allclose(stepwise.sums, at_once.sums)
-    np.testing.assert_allclose(stepwise.squares, at_once.squares)
+def test_a_label_seen_on_8_days_weighs_as_one_seen_once() -> None:
+    """Each day trains from the day before on every label so far: the labels count once."""
+    base = train(None, make_scenes(10, 4, DEMO_CLASSES), DEMO_CLASSES)
+    labels = make_scenes(11, 6, DEMO_CLASSES)
+    once = train(base, labels, DEMO_CLASSES)
+    model = base
+    for _ in range(8):
+        model = train(model, labels, DEMO_CLASSES)
+    assert model.n_seen == once.n_seen
+    np.testing.assert_allclose(model.sums, once.sums)
+    np.testing.assert_allclose(model.squares, once.squares)
+    # the labels once, on top of the base model's own objects (few: under the cap)
+    assert sum(once.n_seen) == sum(base.n_seen) + sum(len(boxes) for _, boxes in labels)
+
+
+def test_the_base_model_counts_for_at_most_the_prior_weight_per_class() -> None:
+    strong = train(None, make_scenes(12, 60, DEMO_CLASSES), DEMO_CLASSES)
+    assert max(strong.n_seen) > PRIOR_MODEL_WEIGHT
+    continued = train(strong, [], DEMO_CLASSES)
+    assert max(continued.n_seen) == pytest.approx(PRIOR_MODEL_WEIGHT)
+    # scaled, not forgotten: the class means stay where they were
+    np.testing.assert_allclose(continued.means, strong.means, atol=1e-6 + 128 / PRIOR_MODEL_WEIGHT)
+    assert continued.prior is not None
+    restored = LocalDetector.from_artifact(continued.to_artifact())
+    assert restored.prior is not None
+    assert restored.n_seen == pytest.approx(continued.n_seen)
+    np.testing.assert_allclose(restored.prior[1], continued.prior[1])
 
 
 def test_training_rejects_bad_input() -> None:

@@ -57,7 +57,13 @@ def predict_and_route_day(
     reviewers' boxes need it).
     """
     selection = SelectionStrategy(settings.selection_strategy, settings.random_share)
-    policy = RoutingPolicy(settings.threshold, settings.max_reviews, settings.audit_fraction, selection)
+    policy = RoutingPolicy(
+        settings.threshold,
+        settings.max_reviews,
+        settings.audit_fraction,
+        selection,
+        settings.fill_review_budget,
+    )
     counts: Mapping[int, int] = {}
     if selection.name == CLASS_BALANCE and settings.max_reviews is not None:
         # the labels of the days before this one (a rerun of the day must not count its own)
