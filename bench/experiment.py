@@ -40,12 +40,16 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 from active_learning.detections import parse_prediction  # noqa: E402
 from active_learning.routing import REASON_BUDGET_FILL, RoutingPolicy  # noqa: E402
 from active_learning.selection import BOX_UNCERTAINTY, STRATEGIES, SelectionStrategy, uniform_draw  # noqa: E402
-from world.evaluation import image_size, mean_average_precision  # noqa: E402
+from world.evaluation import box_iou, image_size, mean_average_precision  # noqa: E402
 from world.model import LocalDetector, train  # noqa: E402
 from world.scenes import DEMO_CLASSES, HUE_SPREAD, VOC_CLASSES, World, long_tail, make_scenes  # noqa: E402
 
 RANDOM = "random"
 SEED_ROUTING = "threshold only"  # the seed's routing: no budget fill
+CALIBRATED = "calibrated threshold"
+# Ground Truth's automated labeling trusts a score once it is right this often on a validation set.
+CALIBRATION_PRECISION = 0.95
+CALIBRATION_SCENES = 50
 Scene = tuple[bytes, list[dict[str, Any]]]
 
 
@@ -60,9 +64,12 @@ class Plan:
 
     def arms(self) -> list[tuple[str, SelectionStrategy, bool]]:
         """(label, strategy, fill the budget) of each arm besides random: every strategy as the
-        product runs it (budget fill on), and the default strategy with the seed's routing."""
+        product runs it (budget fill on), the default strategy with the seed's routing, and the
+        default strategy with budget fill and a threshold calibrated each day on a validation set."""
         arms = [(name, SelectionStrategy(name), True) for name in STRATEGIES]
-        arms.append((f"{BOX_UNCERTAINTY}, {SEED_ROUTING}", SelectionStrategy(BOX_UNCERTAINTY), False))
+        default = SelectionStrategy(BOX_UNCERTAINTY)
+        arms.append((f"{BOX_UNCERTAINTY}, {SEED_ROUTING}", default, False))
+        arms.append((f"{BOX_UNCERTAINTY}, {CALIBRATED}", default, True))
         return arms
 
 
@@ -100,11 +107,40 @@ def random_picks(day: str, count: int, labels: int) -> list[int]:
     return order[:labels]
 
 
+def calibrated_threshold(
+    model: LocalDetector, validation: list[Scene], sizes: list[tuple[int, int]]
+) -> float:
+    """The lowest score above which the model's detections on ``validation`` are right (class and
+    IoU >= 0.5 with a reference box) at least :data:`CALIBRATION_PRECISION` of the time; 1.0 when
+    no score is (everything is routed)."""
+    outcomes: list[tuple[float, bool]] = []
+    for (image, references), (width, height) in zip(validation, sizes, strict=True):
+        boxes = np.array(
+            [[r["left"], r["top"], r["left"] + r["width"], r["top"] + r["height"]] for r in references]
+        ).reshape(-1, 4)
+        classes = [int(r["class_id"]) for r in references]
+        for class_id, score, *corners in model.predict(image)["prediction"]:
+            box = np.array(corners) * [width, height, width, height]
+            same = [index for index, reference in enumerate(classes) if reference == int(class_id)]
+            right = bool(same) and float(box_iou(box, boxes[same]).max()) >= 0.5
+            outcomes.append((score, right))
+    outcomes.sort(reverse=True)
+    threshold, right_so_far = 1.0, 0
+    for count, (score, right) in enumerate(outcomes, start=1):
+        right_so_far += right
+        if right_so_far / count >= CALIBRATION_PRECISION:
+            threshold = score
+    return threshold
+
+
 def choose(plan: Plan, strategy: SelectionStrategy, fill: bool, day: str, model: LocalDetector,
-           images: list[Scene], counts: Counter[int]) -> tuple[list[int], int, int]:  # fmt: skip
+           images: list[Scene], counts: Counter[int],
+           threshold: float | None = None) -> tuple[list[int], int, int]:  # fmt: skip
     """Indexes of the day's images sent to review, how many the threshold routed, how many filled."""
     keys = scene_keys(day, len(images))
-    policy = RoutingPolicy(plan.threshold, plan.budget, 0.0, strategy, fill)
+    policy = RoutingPolicy(
+        plan.threshold if threshold is None else threshold, plan.budget, 0.0, strategy, fill
+    )
     detections = {
         key: parse_prediction(model.predict(image)) for key, (image, _) in zip(keys, images, strict=True)
     }
@@ -146,6 +182,8 @@ def replay(job: tuple[str, World, int, Plan]) -> dict[str, Any]:
     sizes = [image_size(image) for image, _ in held_out]
     initial = train(None, make_scenes(base + 1, plan.initial_scenes, world), classes)
     days = [make_scenes(base + 100 + day, plan.images_per_day, world) for day in range(plan.days)]
+    validation = make_scenes(base + 998, CALIBRATION_SCENES, world)
+    validation_sizes = [image_size(image) for image, _ in validation]
 
     def score(model: LocalDetector) -> float:
         return held_out_map(model, held_out, sizes)
@@ -165,11 +203,19 @@ def replay(job: tuple[str, World, int, Plan]) -> dict[str, Any]:
     curves: dict[str, dict[str, list]] = {RANDOM: random_arm([plan.budget] * plan.days)}
     matched: dict[tuple[int, ...], dict[str, list]] = {(plan.budget,) * plan.days: curves[RANDOM]}
     for label, strategy, fill in plan.arms():
+        calibrate = label.endswith(CALIBRATED)
         curve = run_days(
             initial,
             days,
-            lambda number, day, model, images, counts, s=strategy, f=fill: choose(
-                plan, s, f, day, model, images, counts
+            lambda number, day, model, images, counts, s=strategy, f=fill, c=calibrate: choose(
+                plan,
+                s,
+                f,
+                day,
+                model,
+                images,
+                counts,
+                calibrated_threshold(model, validation, validation_sizes) if c else None,
             ),
             score,
         )

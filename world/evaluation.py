@@ -21,7 +21,7 @@ def image_size(image_bytes: bytes) -> tuple[int, int]:
         raise ValueError(f"not a readable image: {err}") from err
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Intersection over union of one (x0, y0, x1, y1) box against rows of boxes."""
     width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0.0, None)
     height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0.0, None)
@@ -103,7 +103,7 @@ def mean_average_precision(
             boxes = truth[class_id].get(image)
             if boxes is None:
                 continue
-            overlaps = _iou(box, boxes)
+            overlaps = box_iou(box, boxes)
             best = int(np.argmax(overlaps))
             if overlaps[best] >= iou_threshold and not matched[image][best]:
                 matched[image][best] = True

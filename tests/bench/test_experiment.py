@@ -52,6 +52,23 @@ def test_each_arm_is_paired_with_random_given_the_labels_it_used(experiment: Mod
         assert seed_routing["matched_random_map"] == [curves["random"]["map"][0]] * 3
 
 
+def test_the_calibrated_threshold_is_where_the_validation_detections_are_right_often_enough(
+    experiment: ModuleType,
+) -> None:
+    world = experiment.make_worlds(1.2, None)["4-classes"]
+    validation = experiment.make_scenes(7, 20, world)
+    sizes = [experiment.image_size(image) for image, _ in validation]
+    weak = experiment.train(None, experiment.make_scenes(1, 2, world), list(world.classes))
+    strong = experiment.train(None, experiment.make_scenes(2, 60, world), list(world.classes))
+    for model in (weak, strong):
+        threshold = experiment.calibrated_threshold(model, validation, sizes)
+        assert 0.0 <= threshold <= 1.0
+    # a model that knows the world is right more often at lower scores: a lower threshold
+    assert experiment.calibrated_threshold(strong, validation, sizes) <= experiment.calibrated_threshold(
+        weak, validation, sizes
+    )
+
+
 def test_a_tiny_experiment_prints_the_table_and_writes_json_and_png(
     experiment: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -61,12 +78,19 @@ def test_a_tiny_experiment_prints_the_table_and_writes_json_and_png(
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert "## 4-classes (seeds [1, 2]" in printed
-    for arm in ("random", "least-confidence", "box-uncertainty", "class-balance", "threshold only"):
+    for arm in (
+        "random",
+        "least-confidence",
+        "box-uncertainty",
+        "class-balance",
+        "threshold only",
+        "calibrated",
+    ):
         assert arm in printed
     document = json.loads((tmp_path / "experiment.json").read_text())
     assert document["options"]["tail_exponent"] == 1.2
     arms = document["worlds"]["4-classes"]["arms"]
-    assert len(arms) == 5
+    assert len(arms) == 6
     for label, arm in arms.items():
         assert len(arm["map_mean"]) == len(arm["map_std"]) == 3  # the initial model and 2 days
         assert arm["labels_mean"][0] == 0
