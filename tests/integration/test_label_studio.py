@@ -129,7 +129,7 @@ def test_tasks_carry_the_models_boxes_as_a_prediction_of_the_serving_model(
         assert [p["model_version"] for p in opened["predictions"]] == ["serving-model"]
 
 
-def test_a_task_label_studio_kept_no_prediction_for_gets_it_one_by_one(
+def test_a_task_label_studio_kept_no_prediction_for_gets_it_added(
     connected: LabelStudioServer, aws: Callable[[str], Any]
 ) -> None:
     """Label Studio 1.23 can store an import's tasks without their predictions and answer 201."""

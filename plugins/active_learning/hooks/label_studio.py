@@ -218,9 +218,15 @@ class LabelStudioHook(HttpHook):
             imported += int(response.get("task_count", len(batch)))
         return imported
 
-    def add_prediction(self, task_id: int, prediction: Mapping[str, Any]) -> None:
-        """Add one prediction to an existing task."""
-        self.request("POST", "/api/predictions/", json={"task": task_id, **prediction})
+    def add_predictions(self, project_id: int, predictions: Sequence[Mapping[str, Any]]) -> None:
+        """Add predictions (each naming its ``task``) to existing tasks, 100 per call."""
+        for start in range(0, len(predictions), PAGE_SIZE):
+            batch = list(predictions[start : start + PAGE_SIZE])
+            response = self.request("POST", f"/api/projects/{project_id}/import/predictions", json=batch)
+            if int(response.get("created", -1)) != len(batch):
+                raise LabelStudioError(
+                    f"project {project_id}: {len(batch)} predictions sent, {response} created"
+                )
 
     def stop_task(self, task_id: int, reason: str) -> None:
         """Take a task out of the labeling stream (``is_labeled``) and mark why (``meta.stopped``)."""

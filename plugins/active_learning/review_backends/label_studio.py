@@ -118,10 +118,11 @@ class LabelStudioReview(ReviewBackend):
     def add_missing_predictions(
         self,
         hook: LabelStudioHook,
+        project_id: int,
         tasks: Mapping[str, Mapping[str, Any]],
         routed: Mapping[str, ReviewRequest],
     ) -> None:
-        """Give each routed task without a prediction its boxes, one call each.
+        """Give each routed task without a prediction its boxes (100 a call).
 
         Label Studio 1.23's import can store the tasks of a batch and none of their predictions,
         answering 201 (a prediction it cannot store discards the batch's, unreported); an earlier
@@ -132,11 +133,13 @@ class LabelStudioReview(ReviewBackend):
             for name, task in sorted(tasks.items())
             if name in routed and not task.get("total_predictions", len(task.get("predictions") or []))
         ]
-        for task in bare:
-            hook.add_prediction(task["id"], self.prediction_of(routed[task["data"]["name"]]))
         if bare:
+            hook.add_predictions(
+                project_id,
+                [{"task": task["id"], **self.prediction_of(routed[task["data"]["name"]])} for task in bare],
+            )
             self.task.log.warning(
-                "Label Studio kept no prediction for %d tasks of the import: added one by one", len(bare)
+                "Label Studio kept no prediction for %d tasks of the import: added them", len(bare)
             )
 
     def start(
@@ -165,7 +168,7 @@ class LabelStudioReview(ReviewBackend):
             # the version must exist as predictions first, so after the import
             hook.set_model_version(project_id, PREDICTION_VERSION)
             existing = {t["data"].get("name"): t for t in hook.day_tasks(project_id, day.isoformat())}
-        self.add_missing_predictions(hook, existing, routed)
+        self.add_missing_predictions(hook, project_id, existing, routed)
         reasons = {name: request.reason for name, request in routed.items()}
         adopted = len(reasons) - len(new_tasks)
         carried = [name for name in existing if name not in reasons]
