@@ -28,7 +28,11 @@ train, gate and update are serialized, by an Airflow pool of one slot per endpoi
 `airflow pools set active_learning__<endpoint_name> 1 "model updates" --include-deferred`.
 A day that fails, or whose reviews time out with `review_on_timeout=fail`, keeps its labels for
 later days but neither trains nor updates.
-Settings are the Params below (defaults from `AL_*` environment variables); see README.md.
+11. **day_summary**: the day's record, `runs/<day>/summary.json` (counts, mAP, gate, estimated
+    cost), on the manifest Asset event; charted on the DAG's Learning page.
+
+Settings are the Params below (defaults from `AL_*` environment variables, or from the loop's entry
+in the loops file: one DAG `active_learning__<name>` per loop); see README.md.
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
+from active_learning.alerts import alert_route, failed_day_message, late_day_message
 from active_learning.assets import augmented_manifest_asset, serving_model_asset
-from active_learning.naming import model_update_pool
+from active_learning.loops import Loop, read_loops
+from active_learning.naming import learning_page_path, model_update_pool
 from active_learning.operators.base import refuse_bad_environment
 from active_learning.operators.deploy import DeployModelOperator
 from active_learning.operators.endpoint import (
@@ -54,27 +62,10 @@ from active_learning.operators.human_workflow import DEFAULT_TEMPLATE, CreateHum
 from active_learning.operators.manifest import AugmentedManifestOperator
 from active_learning.operators.outcome import FailedDayOperator
 from active_learning.operators.predict import BatchPredictOperator
+from active_learning.operators.summary import DaySummaryOperator
 from active_learning.operators.training import IncrementalTrainingOperator
 from active_learning.sensors.human_loops import HumanLoopSensor
-from active_learning.settings import EnvironmentDefaults
 
-# Defaults of the Params and the DAG-level knobs come from AL_<NAME> environment variables. A bad
-# value never breaks parsing (that would remove the whole DAG): it is recorded, the built-in default
-# stands in, and every task fails at once, without retries, naming the variable (pre_execute below).
-ENVIRONMENT = EnvironmentDefaults(os.environ)
-# One Param per LoopSettings field: default, type, bounds and description come from the field.
-SPECS = ENVIRONMENT.param_specs()
-PARAMS = {name: Param(**spec) for name, spec in SPECS.items()}
-KNOBS = ENVIRONMENT.dag_settings()
-# What the loop produces for other DAGs to follow (the Params' defaults name the bucket and endpoint).
-MANIFEST_ASSET = augmented_manifest_asset(SPECS["bucket"].get("default"), SPECS["prefix"]["default"])
-MODEL_ASSET = serving_model_asset(SPECS["endpoint_name"]["default"])
-# Train, gate, approval and update of every day take this pool's one slot in turn; the later steps
-# of a section outrank a new day's training for it, so that a started section finishes first.
-MODEL_UPDATE = {
-    "pool": KNOBS.model_update_pool or model_update_pool(SPECS["endpoint_name"]["default"]),
-    "weight_rule": "absolute",
-}
 SETTINGS = "{{ params | tojson }}"
 # The day that just ended; a run triggered without a logical date has no data interval (the task
 # context then lacks the key): the day before it ran.
@@ -83,125 +74,181 @@ DAY = (
     "else macros.ds_add(dag_run.run_after | ds, -1) }}"
 )
 
-with DAG(
-    dag_id="active_learning",
-    description="Daily active-learning loop: predict, human review (A2I or Label Studio), retrain, redeploy",
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    # runs stay active while reviewers work: room for every day of the review timeout, so that the
-    # scheduler never skips a day for lack of a run slot
-    max_active_runs=math.ceil(KNOBS.review_timeout_hours / 24) + 2,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(seconds=KNOBS.retry_delay_seconds),
-        "aws_conn_id": KNOBS.aws_conn_id,
-        "pre_execute": refuse_bad_environment(ENVIRONMENT.problems),
-    },
-    params=PARAMS,
-    tags=["active-learning", "sagemaker", "a2i", "object-detection"],
-    doc_md=__doc__,
-) as dag:
-    deploy_model = DeployModelOperator(
-        task_id="deploy_model",
-        settings=SETTINGS,
-        waiter_delay=KNOBS.waiter_delay_seconds,
-    )
-    review_workflow = CreateHumanReviewWorkflowOperator(
-        task_id="create_human_review_workflow",
-        settings=SETTINGS,
-        template_path=KNOBS.template_path or DEFAULT_TEMPLATE,
-        review_conn_id=KNOBS.review_conn_id or None,
-        waiter_delay=KNOBS.waiter_delay_seconds,
-    )
-    batch_predict = BatchPredictOperator(
-        task_id="batch_predict",
-        settings=SETTINGS,
-        day=DAY,
-        deferrable=True,
-        waiter_delay=KNOBS.waiter_delay_seconds,
-    )
-    start_human_loops = StartHumanLoopsOperator(
-        task_id="start_human_loops",
-        settings=SETTINGS,
-        day=DAY,
-        review_set_up=review_workflow.output,
-        review_conn_id=KNOBS.review_conn_id or None,
-    )
-    wait_for_human_loops = HumanLoopSensor(
-        task_id="wait_for_human_loops",
-        settings=SETTINGS,
-        day=DAY,
-        human_loops=start_human_loops.output,
-        review_conn_id=KNOBS.review_conn_id or None,
-        min_completed_fraction=KNOBS.min_completed_fraction,
-        on_timeout=KNOBS.review_on_timeout,  # type: ignore[arg-type]  # one of DagSettings' choices
-        timeout=timedelta(hours=KNOBS.review_timeout_hours).total_seconds(),
-        poke_interval=KNOBS.review_poll_seconds,
-        deferrable=True,
-    )
-    augmented_manifest = AugmentedManifestOperator(
-        task_id="augmented_manifest",
-        settings=SETTINGS,
-        day=DAY,
-        review_conn_id=KNOBS.review_conn_id or None,
-        # answers already given are paid for: harvested even when the wait failed or timed out
-        trigger_rule="all_done",
-        outlets=[MANIFEST_ASSET],
-    )
-    incremental_training = IncrementalTrainingOperator(
-        task_id="incremental_training",
-        settings=SETTINGS,
-        day=DAY,
-        priority_weight=1,
-        **MODEL_UPDATE,
-        deferrable=True,
-        waiter_delay=KNOBS.waiter_delay_seconds,
-    )
-    evaluation_gate = EvaluationGateOperator(
-        task_id="evaluation_gate",
-        settings=SETTINGS,
-        training=incremental_training.output,
-        priority_weight=2,
-        **MODEL_UPDATE,
-    )
-    approve_update = OptionalApprovalOperator(
-        task_id="approve_update",
-        subject="Update the active-learning endpoint with the newly trained model?",
-        body="{{ ti.xcom_pull(task_ids='evaluation_gate') }}",
-        required="{{ params.require_approval }}",
-        response_timeout=timedelta(days=2),
-        priority_weight=3,
-        **MODEL_UPDATE,
-    )
-    update_endpoint = UpdateEndpointOperator(
-        task_id="update_endpoint",
-        settings=SETTINGS,
-        training=incremental_training.output,
-        priority_weight=4,
-        **MODEL_UPDATE,
-        deferrable=True,
-        waiter_delay=KNOBS.waiter_delay_seconds,
-        outlets=[MODEL_ASSET],
-    )
 
-    [deploy_model, review_workflow] >> batch_predict
-    batch_predict >> start_human_loops >> wait_for_human_loops >> augmented_manifest
-    # trains only after a wait that succeeded: a day failed or timed out with on_timeout=fail keeps
-    # its harvested labels for later days, but neither trains nor updates
-    [wait_for_human_loops, augmented_manifest] >> incremental_training
-    incremental_training >> evaluation_gate >> approve_update >> update_endpoint
-    # A failed task makes a failed DagRun (training that skips would otherwise leave the leaves green).
-    failed_day = FailedDayOperator(task_id="failed_day")
-    [
-        deploy_model,
-        review_workflow,
-        batch_predict,
-        start_human_loops,
-        wait_for_human_loops,
-        augmented_manifest,
-        incremental_training,
-        evaluation_gate,
-        approve_update,
-        update_endpoint,
-    ] >> failed_day
+def loop_dag(loop: Loop) -> DAG:
+    """The DAG of one loop: Params from its settings, its Assets, pool and alerts."""
+    # One Param per LoopSettings field: default, type, bounds and description come from the field.
+    # A bad value never breaks parsing (that would remove the DAG): it is recorded, the built-in
+    # default stands in, and every task fails at once, without retries, naming it (pre_execute).
+    specs, knobs = loop.specs, loop.knobs
+    route = alert_route(knobs, loop.problems)
+    # What the loop produces for other DAGs to follow (the Params' defaults name the bucket and endpoint).
+    manifest_asset = augmented_manifest_asset(specs["bucket"].get("default"), specs["prefix"]["default"])
+    model_asset = serving_model_asset(specs["endpoint_name"]["default"])
+    # Train, gate, approval and update of every day take this pool's one slot in turn; the later steps
+    # of a section outrank a new day's training for it, so that a started section finishes first.
+    model_update = {
+        "pool": knobs.model_update_pool or model_update_pool(specs["endpoint_name"]["default"]),
+        "weight_rule": "absolute",
+    }
+    alerts: dict[str, object] = {}
+    if route is not None:
+        subject, message = failed_day_message(loop.dag_id)
+        alerts["on_failure_callback"] = route.notifier(message, subject)
+        subject, message = late_day_message(loop.dag_id, knobs.late_review_hours)
+        alerts["deadline"] = DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_QUEUED_AT,
+            interval=timedelta(hours=knobs.late_review_hours),
+            callback=AsyncCallback(route.notifier_path, kwargs=route.arguments_with(message, subject)),
+        )
+    with DAG(
+        dag_id=loop.dag_id,
+        description="Daily active-learning loop: predict, human review (A2I or Label Studio), retrain, "
+        "redeploy" + (f" (loop {loop.name})" if loop.name else ""),
+        schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        # runs stay active while reviewers work: room for every day of the review timeout, so that the
+        # scheduler never skips a day for lack of a run slot
+        max_active_runs=math.ceil(knobs.review_timeout_hours / 24) + 2,
+        default_args={
+            "retries": 2,
+            "retry_delay": timedelta(seconds=knobs.retry_delay_seconds),
+            "aws_conn_id": knobs.aws_conn_id,
+            "pre_execute": refuse_bad_environment(loop.problems),
+        },
+        params={name: Param(**spec) for name, spec in specs.items()},
+        tags=[
+            "active-learning",
+            "sagemaker",
+            "a2i",
+            "object-detection",
+            *([f"loop:{loop.name}"] if loop.name else []),
+        ],
+        doc_md=f"{__doc__}\n[Learning page]({learning_page_path(loop.dag_id)})",
+        **alerts,
+    ) as dag:
+        deploy_model = DeployModelOperator(
+            task_id="deploy_model",
+            settings=SETTINGS,
+            waiter_delay=knobs.waiter_delay_seconds,
+        )
+        review_workflow = CreateHumanReviewWorkflowOperator(
+            task_id="create_human_review_workflow",
+            settings=SETTINGS,
+            template_path=knobs.template_path or DEFAULT_TEMPLATE,
+            review_conn_id=knobs.review_conn_id or None,
+            waiter_delay=knobs.waiter_delay_seconds,
+        )
+        batch_predict = BatchPredictOperator(
+            task_id="batch_predict",
+            settings=SETTINGS,
+            day=DAY,
+            deferrable=True,
+            waiter_delay=knobs.waiter_delay_seconds,
+        )
+        start_human_loops = StartHumanLoopsOperator(
+            task_id="start_human_loops",
+            settings=SETTINGS,
+            day=DAY,
+            review_set_up=review_workflow.output,
+            review_conn_id=knobs.review_conn_id or None,
+        )
+        wait_for_human_loops = HumanLoopSensor(
+            task_id="wait_for_human_loops",
+            settings=SETTINGS,
+            day=DAY,
+            human_loops=start_human_loops.output,
+            review_conn_id=knobs.review_conn_id or None,
+            min_completed_fraction=knobs.min_completed_fraction,
+            on_timeout=knobs.review_on_timeout,  # type: ignore[arg-type]  # one of DagSettings' choices
+            timeout=timedelta(hours=knobs.review_timeout_hours).total_seconds(),
+            poke_interval=knobs.review_poll_seconds,
+            deferrable=True,
+        )
+        augmented_manifest = AugmentedManifestOperator(
+            task_id="augmented_manifest",
+            settings=SETTINGS,
+            day=DAY,
+            review_conn_id=knobs.review_conn_id or None,
+            # answers already given are paid for: harvested even when the wait failed or timed out
+            trigger_rule="all_done",
+        )
+        incremental_training = IncrementalTrainingOperator(
+            task_id="incremental_training",
+            settings=SETTINGS,
+            day=DAY,
+            priority_weight=1,
+            **model_update,
+            deferrable=True,
+            waiter_delay=knobs.waiter_delay_seconds,
+        )
+        evaluation_gate = EvaluationGateOperator(
+            task_id="evaluation_gate",
+            settings=SETTINGS,
+            training=incremental_training.output,
+            day=DAY,
+            reviews=wait_for_human_loops.output,
+            manifest=augmented_manifest.output,
+            priority_weight=2,
+            **model_update,
+        )
+        approve_update = OptionalApprovalOperator(
+            task_id="approve_update",
+            subject="Update the active-learning endpoint with the newly trained model?",
+            body="{{ ti.xcom_pull(task_ids='evaluation_gate')['approval'] }}",
+            required="{{ params.require_approval }}",
+            response_timeout=timedelta(days=2),
+            priority_weight=3,
+            **model_update,
+        )
+        update_endpoint = UpdateEndpointOperator(
+            task_id="update_endpoint",
+            settings=SETTINGS,
+            training=incremental_training.output,
+            priority_weight=4,
+            **model_update,
+            deferrable=True,
+            waiter_delay=knobs.waiter_delay_seconds,
+            outlets=[model_asset],
+        )
+
+        [deploy_model, review_workflow] >> batch_predict
+        batch_predict >> start_human_loops >> wait_for_human_loops >> augmented_manifest
+        # trains only after a wait that succeeded: a day failed or timed out with on_timeout=fail keeps
+        # its harvested labels for later days, but neither trains nor updates
+        [wait_for_human_loops, augmented_manifest] >> incremental_training
+        incremental_training >> evaluation_gate >> approve_update >> update_endpoint
+        day_tasks = [
+            deploy_model,
+            review_workflow,
+            batch_predict,
+            start_human_loops,
+            wait_for_human_loops,
+            augmented_manifest,
+            incremental_training,
+            evaluation_gate,
+            approve_update,
+            update_endpoint,
+        ]
+        # The day's record once every other task is done, whatever their states.
+        day_summary = DaySummaryOperator(
+            task_id="day_summary",
+            settings=SETTINGS,
+            day=DAY,
+            loop=loop.dag_id,
+            summarized_tasks=[task.task_id for task in day_tasks],
+            alert_route=route,
+            empty_days_alert=knobs.empty_days_alert,
+            outlets=[manifest_asset],
+        )
+        day_tasks >> day_summary
+        # A failed task makes a failed DagRun (training that skips would otherwise leave the leaves green).
+        failed_day = FailedDayOperator(task_id="failed_day")
+        [*day_tasks, day_summary] >> failed_day
+    return dag
+
+
+# One DAG per loop, in the loops file's order (without one: the DAG active_learning).
+for _loop in read_loops(os.environ):
+    globals()[_loop.dag_id] = loop_dag(_loop)

@@ -56,45 +56,33 @@ def held_out_map(model: LocalDetector, held_out: list[tuple[bytes, list[dict[str
     )
 
 
-def count_lines(emulator: Emulator, key: str) -> int:
-    try:
-        return len(emulator.get_object(f"s3://{BUCKET}/{PREFIX}/{key}").decode().splitlines())
-    except Exception:
-        return 0
-
-
-def day_row(
-    emulator: Emulator, day: date, images: int, held_out: list, reviewed: int | None = None
-) -> dict[str, Any]:
+def day_row(emulator: Emulator, day: date, held_out: list, reviewed: int | None = None) -> dict[str, Any]:
+    """The table's row of a day: the DAG's own record of it (runs/<day>/summary.json), plus what only
+    the demo knows, the serving model's mAP on held-out scenes."""
+    record = json.loads(emulator.get_object(f"s3://{BUCKET}/{PREFIX}/runs/{day}/summary.json"))
+    reasons = record["reasons"]
     sagemaker = emulator.client("sagemaker")
-    predictions = [
-        json.loads(line)
-        for line in emulator.get_object(f"s3://{BUCKET}/{PREFIX}/runs/{day}/predictions.jsonl")
-        .decode()
-        .splitlines()
-    ]
-    jobs = [job for job in emulator.sagemaker.training_jobs.values() if day.strftime("%Y%m%d") in job.name]
-    transforms = [job for job in emulator.transforms.jobs.values() if day.strftime("%Y%m%d") in job.name]
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     model_url = emulator.model_data_url("us-east-1", config["ProductionVariants"][0]["ModelName"])
+    serving_map = record["validation_map"]["serving"]
     return {
-        "day": day.isoformat(),
-        "images": images,
-        "predicted_by": ", ".join(f"{job.name} ({job.status})" for job in transforms) or "endpoint",
+        "day": record["day"],
+        "images": record["images"],
+        "predicted_by": record["transform_job"] or "endpoint",
         # routed by the threshold (kept or over the budget), added by budget-fill, and reviewed
-        "routed": sum(record["reason"] not in ("confident", "budget-fill") for record in predictions),
-        "budget_filled": sum(record["reason"] == "budget-fill" for record in predictions),
-        "reviewed": sum(record["review"] for record in predictions),
-        "loops_completed": reviewed
-        if reviewed is not None
-        else sum(
-            loop.status == "Completed" and loop.name.startswith(f"{PREFIX}-{day:%Y%m%d}-")
-            for loop in emulator.a2i.loops.values()
+        "routed": sum(
+            count for reason, count in reasons.items() if reason not in ("confident", "budget-fill")
         ),
-        "manifest_lines": count_lines(emulator, f"runs/{day}/augmented.manifest"),
-        "training_job": ", ".join(f"{job.name} ({job.status})" for job in jobs) or "skipped",
+        "budget_filled": reasons.get("budget-fill", 0),
+        "reviewed": record["routed"],
+        "loops_completed": reviewed if reviewed is not None else record["reviews"]["completed"],
+        "manifest_lines": record["labels"]["converted"],
+        "training_job": (record["training"] or {}).get("job_name") or "skipped",
+        "gate": record["gate"]["decision"],
         "endpoint_config": endpoint["EndpointConfigName"],
+        "validation_map": "-" if serving_map is None else round(serving_map, 3),
+        "cost_usd": record["cost"]["total"],
         "held_out_map": round(held_out_map(emulator.load_model(model_url), held_out), 3),
     }
 
@@ -174,7 +162,10 @@ def main(argv: list[str] | None = None) -> None:
                 "loops_completed": "-",
                 "manifest_lines": "-",
                 "training_job": "-",
+                "gate": "-",
                 "endpoint_config": "-",
+                "validation_map": "-",
+                "cost_usd": "-",
                 "held_out_map": initial_map,
             }
         ]
@@ -189,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                 run([AIRFLOW, "dags", "test", "active_learning", logical_date(day)], env, log)
                 # Label Studio's own count: whoever answered (the script or a person in the browser)
                 reviewed = client.answered(day.isoformat()) if client is not None else None
-                rows.append(day_row(emulator, day, args.images_per_day, held_out, reviewed))
+                rows.append(day_row(emulator, day, held_out, reviewed))
                 print_table(rows[-1:])
         finally:  # a failed day (sys.exit) stops them too
             if annotator is not None:

@@ -22,6 +22,9 @@ BUCKET = "active-learning-demo"
 PREFIX = "active-learning"
 INITIAL_MODEL = f"s3://{BUCKET}/models/initial/model.tar.gz"
 VALIDATION_MANIFEST = f"s3://{BUCKET}/validation/validation.manifest"
+# the SNS topic the example loops file alerts (the local AWS's account is moto's default)
+ALERT_TOPIC = "active-learning-alerts"
+ALERT_TOPIC_ARN = f"arn:aws:sns:us-east-1:123456789012:{ALERT_TOPIC}"
 BOX_KEYS = ("left", "top", "width", "height")
 
 
@@ -53,8 +56,18 @@ def upload_validation_set(s3: Any, world: World) -> None:
     s3.put_object(Bucket=BUCKET, Key="validation/validation.manifest", Body="\n".join(lines).encode())
 
 
-def seed(s3: Any, first_day: date, days: int, images_per_day: int, world: World) -> LocalDetector:
-    """Create everything the demo needs; returns the deliberately weak initial model (4 scenes)."""
+def seed(
+    s3: Any,
+    first_day: date,
+    days: int,
+    images_per_day: int,
+    world: World,
+    prefixes: tuple[str, ...] = (PREFIX,),
+) -> LocalDetector:
+    """Create everything the demo needs; returns the deliberately weak initial model (4 scenes).
+
+    :param prefixes: the loops' key prefixes, each getting the days' images (the same scenes).
+    """
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # seeding twice is fine
         s3.create_bucket(Bucket=BUCKET)
     weak = train(None, make_scenes(1, 4, world), world.classes)
@@ -63,13 +76,14 @@ def seed(s3: Any, first_day: date, days: int, images_per_day: int, world: World)
     for offset in range(days):
         day = first_day + timedelta(days=offset)
         for index, (image, boxes) in enumerate(make_scenes(100 + offset, images_per_day, world)):
-            s3.put_object(
-                Bucket=BUCKET,
-                Key=f"{PREFIX}/incoming/{day}/scene-{index:04d}.jpg",
-                Body=image,
-                ContentType="image/jpeg",
-                Metadata=reference_metadata(boxes),
-            )
+            for prefix in prefixes:
+                s3.put_object(
+                    Bucket=BUCKET,
+                    Key=f"{prefix}/incoming/{day}/scene-{index:04d}.jpg",
+                    Body=image,
+                    ContentType="image/jpeg",
+                    Metadata=reference_metadata(boxes),
+                )
     return weak
 
 
@@ -83,17 +97,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--first-day", type=date.fromisoformat, help="default: the last --days days before today"
     )
+    parser.add_argument(
+        "--prefix",
+        dest="prefixes",
+        action="append",
+        help=f"a loop's key prefix to put the days' images under (repeatable; default {PREFIX})",
+    )
     args = parser.parse_args(argv)
     first_day = args.first_day or datetime.now(UTC).date() - timedelta(days=args.days)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=args.url,
-        region_name="us-east-1",
-        aws_access_key_id="seed",
-        aws_secret_access_key="seed",
+    session = boto3.Session(aws_access_key_id="seed", aws_secret_access_key="seed", region_name="us-east-1")
+    s3 = session.client("s3", endpoint_url=args.url)
+    prefixes = tuple(args.prefixes or (PREFIX,))
+    seed(s3, first_day, args.days, args.images_per_day, WORLDS[args.world], prefixes)
+    session.client("sns", endpoint_url=args.url).create_topic(Name=ALERT_TOPIC)  # idempotent
+    print(
+        f"seeded s3://{BUCKET}: initial model, validation set, {args.days} days from {first_day} under "
+        f"{', '.join(prefixes)}; SNS topic {ALERT_TOPIC_ARN}"
     )
-    seed(s3, first_day, args.days, args.images_per_day, WORLDS[args.world])
-    print(f"seeded s3://{BUCKET}: initial model, validation set, {args.days} days from {first_day}")
 
 
 if __name__ == "__main__":

@@ -148,8 +148,30 @@ def emulator_command(host: str, port: int, state_file: str) -> list[str]:
     ]  # fmt: skip
 
 
-def seed_command(url: str) -> list[str]:
-    return ["python", "-m", "tools.seed", "--url", url, "--days", str(SEEDED_DAYS)]
+def seed_command(url: str, prefixes: tuple[str, ...] = ()) -> list[str]:
+    """The seed, with images under each loop's prefix (none given: the demo's)."""
+    extra = [word for prefix in prefixes for word in ("--prefix", prefix)]
+    return ["python", "-m", "tools.seed", "--url", url, "--days", str(SEEDED_DAYS), *extra]
+
+
+def pool_command(pool: str) -> tuple[str, ...]:
+    """The pool of one slot (deferred tasks counted) that serializes a loop's train, gate and update."""
+    return ("airflow", "pools", "set", pool, "1", "active-learning model updates", "--include-deferred")
+
+
+def stack_loops(env: Mapping[str, str]) -> list[Any]:
+    """The loops the DAG file makes of ``env`` (``AL_LOOPS_FILE``, else the one ``active_learning``)."""
+    sys.path.insert(0, str(ROOT / "plugins"))  # the package, as Airflow loads it
+    from active_learning.loops import read_loops
+
+    return read_loops(env)
+
+
+def loop_pool(loop: Any) -> str:
+    """The model-update pool of a loop (its knob, or the one of its endpoint)."""
+    from active_learning.naming import model_update_pool
+
+    return loop.knobs.model_update_pool or model_update_pool(loop.specs["endpoint_name"]["default"])
 
 
 def seeded_days(today: date) -> list[date]:
@@ -282,6 +304,7 @@ class Stack:
     aws_url: str = field(default="", init=False)
     api_url: str = field(default="", init=False)
     label_studio: LabelStudioServer | None = field(default=None, init=False)
+    dag_ids: list[str] = field(default_factory=list, init=False)
 
     @property
     def state_file(self) -> Path:
@@ -348,6 +371,8 @@ class Stack:
             env.update(self.label_studio.reviewing_settings(), **PERSON_REVIEW_SETTINGS)
         # the caller's own settings win (AL_REQUIRE_APPROVAL=true make airflow)
         env.update({key: value for key, value in os.environ.items() if key.startswith("AL_")})
+        if env.get("AL_LOOPS_FILE"):  # every process, whatever its folder, reads the same file
+            env["AL_LOOPS_FILE"] = str(Path(env["AL_LOOPS_FILE"]).resolve())
         env.update(self.overrides)
         return env
 
@@ -367,7 +392,6 @@ class Stack:
         self._spawn("aws", emulator_command("127.0.0.1", 0, str(emulator_state)), os.environ)
         wait_until(emulator_state.exists, 60, f"the local AWS (see {self.log('aws')})", 0.2)
         self.aws_url = json.loads(emulator_state.read_text())["url"]
-        self._run("aws-seed", seed_command(self.aws_url), os.environ, 300)
         if self.label_studio_port is not None:
             self.label_studio = LabelStudioServer(
                 self.home / "label-studio", self.label_studio_port, log_path=self.log("label-studio")
@@ -377,8 +401,15 @@ class Stack:
         self.api_port = self.api_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         env = self.airflow_environment()
+        loops = stack_loops(env)
+        self.dag_ids = [loop.dag_id for loop in loops]
+        prefixes = tuple(dict.fromkeys(loop.specs["prefix"]["default"] for loop in loops))
+        self._run("aws-seed", seed_command(self.aws_url, prefixes), os.environ, 300)
         (self.home / "passwords.json").write_text(json.dumps({USERNAME: PASSWORD}))
-        for command in AIRFLOW_INIT:
+        pools = [
+            pool_command(pool) for pool in dict.fromkeys(map(loop_pool, loops)) if pool != MODEL_UPDATE_POOL
+        ]
+        for command in [*AIRFLOW_INIT, *pools]:
             self._run("airflow-init", list(command), env, 300)
         for name, command in AIRFLOW_COMPONENTS.items():
             self._spawn(name, list(command), env)
@@ -388,9 +419,9 @@ class Stack:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited ({process.returncode}); see {self.log(name)}")
-            return api.healthy() and api.dag_parsed(DAG_ID)
+            return api.healthy() and all(api.dag_parsed(dag_id) for dag_id in self.dag_ids)
 
-        wait_until(ready, timeout, f"the api-server and the {DAG_ID} DAG (logs in {self.home})")
+        wait_until(ready, timeout, f"the api-server and the DAGs {self.dag_ids} (logs in {self.home})")
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every process, the Airflow components first, their children included."""
@@ -458,13 +489,15 @@ def up(args: argparse.Namespace) -> None:
         print(f"starting the local AWS{with_label_studio} and Airflow in {stack.home} ...", flush=True)
         with stack:
             days = seeded_days(datetime.now(UTC).date())
+            dags = ", ".join(stack.dag_ids)
             if args.backfill:
                 api = AirflowApi(stack.api_url)
-                api.backfill(DAG_ID, days[0], days[-1])
-                api.unpause(DAG_ID)
-                backfilled = f"a backfill of {days[0]} .. {days[-1]} is running"
+                for dag_id in stack.dag_ids:
+                    api.backfill(dag_id, days[0], days[-1])
+                    api.unpause(dag_id)
+                backfilled = f"a backfill of {days[0]} .. {days[-1]} is running ({dags})"
             else:
-                backfilled = f"{DAG_ID} is paused; seeded days {days[0]} .. {days[-1]}"
+                backfilled = f"{dags} paused; seeded days {days[0]} .. {days[-1]}"
             reviewing = (
                 f"Label Studio: {stack.label_studio.url}  (login {ADMIN_EMAIL} / {ADMIN_PASSWORD}): "
                 "the days' images wait for your boxes there\n"

@@ -134,3 +134,8 @@ def endpoint_config_name(prefix: str, model: str, settings: dict[str, Any]) -> s
 def model_update_pool(endpoint_name: str) -> str:
     """The Airflow pool (one slot) serializing the train, gate and update steps of an endpoint."""
     return f"active_learning__{endpoint_name}"
+
+
+def learning_page_path(dag_id: str) -> str:
+    """The path of a loop's Learning tab in the Airflow UI (plugins/active_learning_plugin.py)."""
+    return f"/dags/{dag_id}/plugin/learning"

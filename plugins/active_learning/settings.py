@@ -282,6 +282,27 @@ class LoopSettings:
         "e.g. a shared validation manifest or initial model",
     )
     require_approval: bool = setting(False, description="ask a person before updating the endpoint")
+    target_validation_map: float | None = setting(
+        0.8,
+        description="validation mAP the loop aims for: a day routing fewer images than max_reviews "
+        "while the serving model is below it is starving (Learning page, alert); empty: never",
+        minimum=0,
+        maximum=1,
+    )
+    # the day's estimated cost (runs/<day>/summary.json); defaults: AWS's public us-east-1 prices,
+    # sources in docs/cost.md
+    review_price_per_object: float = setting(
+        0.08,
+        description="USD per image whose review completed (A2I custom workflows: 0.08; a self-hosted "
+        "Label Studio: what a review costs you)",
+        minimum=0,
+    )
+    training_price_per_hour: float = setting(
+        3.825, description="USD per training instance-hour (ml.p3.2xlarge: 3.825)", minimum=0
+    )
+    transform_price_per_hour: float = setting(
+        0.24, description="USD per Batch Transform instance-hour (ml.m4.xlarge: 0.24)", minimum=0
+    )
     review_backend: str = setting(
         "a2i",
         description="who reviews: a2i (Amazon A2I, existing A2I customers) or label_studio (a "
@@ -461,6 +482,35 @@ class DagSettings:
         description="the Airflow pool (1 slot, deferred tasks counted) that serializes train, gate and "
         "update; empty: active_learning__<endpoint_name>",
     )
+    alert_sns_topic_arn: str = setting(
+        "",
+        description="SNS topic that gets the loop's alerts (a failed day, late reviews, empty days) "
+        "through the Amazon provider's SnsNotifier; empty: no alert unless alert_notifier is set",
+    )
+    alert_notifier: str = setting(
+        "",
+        description="class path of another Airflow notifier for the alerts (e.g. "
+        "airflow.providers.slack.notifications.slack.SlackNotifier); empty: SnsNotifier",
+    )
+    alert_notifier_kwargs: str = setting(
+        "",
+        description="JSON object of that notifier's arguments (templated with the run's context); "
+        "the alert's text is added under alert_message_argument",
+    )
+    alert_message_argument: str = setting(
+        "message", description="the notifier argument that carries the alert's text (SlackNotifier: text)"
+    )
+    late_review_hours: float = setting(
+        24,
+        description="alert once when a day is still not done this many hours after it started "
+        "(its reviews, or its approval, are late)",
+        exclusiveMinimum=0,
+    )
+    empty_days_alert: int = setting(
+        3,
+        description="alert when this many days in a row had no image (data stopped arriving); 0: never",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         for setting_field in fields(self):
@@ -522,6 +572,7 @@ JSON_TYPES = {
     "int": "integer",
     "int | None": ["null", "integer"],
     "float": "number",
+    "float | None": ["null", "number"],
     "bool": "boolean",
     "tuple[str, ...]": "array",
 }
@@ -569,13 +620,22 @@ class EnvironmentDefaults:
     default stands in for it; the DAG fails every task with those problems until they are fixed.
 
     :param environ: the environment (``os.environ``).
+    :param overrides: values over the environment's, already typed (a loops file's entry; see
+        :mod:`active_learning.loops`), checked the same way.
+    :param overrides_source: how a bad override is named (``loop pets: setting``).
     """
 
     environ: Mapping[str, str]
+    #: typed values over the environment's (a loops file's entry), and how a bad one is named
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    overrides_source: str = "setting"
     problems: list[str] = field(default_factory=list)
+    # the problem of each setting whose given default is bad (the trigger form says so)
+    invalid: dict[str, str] = field(default_factory=dict)
 
-    def _problem(self, name: str, raw: str, what: str) -> None:
-        problem = f"{environment_variable(name)}={raw!r} {what}"
+    def _problem(self, name: str, raw: Any, what: str, source: str | None = None) -> None:
+        problem = f"{source or environment_variable(name)}={raw!r} {what}"
+        self.invalid.setdefault(name, problem)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -600,6 +660,21 @@ class EnvironmentDefaults:
                 self._problem(name, raw, f"is not valid for setting {name}: {problem}")
                 continue
             values[name] = value
+        for setting_field in fields(kind or LoopSettings):
+            name = setting_field.name
+            if name not in self.overrides or self.overrides[name] is None:
+                continue
+            given, source = self.overrides[name], f"{self.overrides_source} {name}"
+            try:
+                value = _coerce(name, given, setting_field.type)
+            except SettingsError as err:
+                self._problem(name, given, f"is not valid: {err.__cause__}", source)
+                continue
+            problem = value_problem(value, setting_field.metadata)
+            if problem:
+                self._problem(name, given, problem, source)
+                continue
+            values[name] = value
         return values
 
     def param_specs(self) -> dict[str, dict[str, Any]]:
@@ -607,9 +682,10 @@ class EnvironmentDefaults:
         says so in its description (the trigger form shows it)."""
         schemas = setting_schemas(self.settings())
         for name, schema in schemas.items():
-            bad = [p for p in self.problems if p.startswith(environment_variable(name) + "=")]
-            if bad:
-                schema["description"] += f" (INVALID {bad[0]}; every task fails until it is fixed)"
+            if name in self.invalid:
+                schema["description"] += (
+                    f" (INVALID {self.invalid[name]}; every task fails until it is fixed)"
+                )
         return schemas
 
     def dag_settings(self) -> DagSettings:

@@ -43,16 +43,23 @@ def test_no_import_errors(dagbag: DagBag) -> None:
 def test_task_graph_chains_every_step(dag) -> None:
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
-        "deploy_model": ["batch_predict", "failed_day"],
-        "create_human_review_workflow": ["batch_predict", "failed_day", "start_human_loops"],
-        "batch_predict": ["failed_day", "start_human_loops"],
-        "start_human_loops": ["failed_day", "wait_for_human_loops"],
-        "wait_for_human_loops": ["augmented_manifest", "failed_day", "incremental_training"],
-        "augmented_manifest": ["failed_day", "incremental_training"],
-        "incremental_training": ["evaluation_gate", "failed_day", "update_endpoint"],
-        "evaluation_gate": ["approve_update", "failed_day"],
-        "approve_update": ["failed_day", "update_endpoint"],
-        "update_endpoint": ["failed_day"],
+        "deploy_model": ["batch_predict", "day_summary", "failed_day"],
+        "create_human_review_workflow": ["batch_predict", "day_summary", "failed_day", "start_human_loops"],
+        "batch_predict": ["day_summary", "failed_day", "start_human_loops"],
+        "start_human_loops": ["day_summary", "failed_day", "wait_for_human_loops"],
+        "wait_for_human_loops": [
+            "augmented_manifest",
+            "day_summary",
+            "evaluation_gate",
+            "failed_day",
+            "incremental_training",
+        ],
+        "augmented_manifest": ["day_summary", "evaluation_gate", "failed_day", "incremental_training"],
+        "incremental_training": ["day_summary", "evaluation_gate", "failed_day", "update_endpoint"],
+        "evaluation_gate": ["approve_update", "day_summary", "failed_day"],
+        "approve_update": ["day_summary", "failed_day", "update_endpoint"],
+        "update_endpoint": ["day_summary", "failed_day"],
+        "day_summary": ["failed_day"],
         "failed_day": [],
     }
 
@@ -70,6 +77,7 @@ def test_operator_classes(dag) -> None:
         "evaluation_gate": "EvaluationGateOperator",
         "approve_update": "OptionalApprovalOperator",
         "update_endpoint": "UpdateEndpointOperator",
+        "day_summary": "DaySummaryOperator",
         "failed_day": "FailedDayOperator",
     }
 
@@ -239,7 +247,7 @@ def test_parsing_does_not_import_the_sagemaker_sdk() -> None:
 
 def test_param_defaults_come_from_environment_variables() -> None:
     code = (
-        "import runpy; dag = runpy.run_path('dags/active_learning.py')['dag'];"
+        "import runpy; dag = runpy.run_path('dags/active_learning.py')['active_learning'];"
         "print(dag.params['bucket'], dag.params['threshold'], dag.params['task_count'])"
     )
     assert (
@@ -282,7 +290,7 @@ def test_a_bad_environment_value_keeps_the_dag_and_fails_every_task_naming_the_v
     assert threshold == 0.5  # the built-in default stands in, the Params stay valid
     assert "INVALID AL_THRESHOLD='abc'" in description  # the trigger form says which variable is wrong
     assert max_active_runs == 12  # review timeout 240 h, its default
-    assert len(messages) == 11  # every task fails before it runs
+    assert len(messages) == 12  # every task fails before it runs
     assert all("AL_THRESHOLD='abc' is not valid for setting threshold" in message for message in messages)
     for problem in (
         "AL_REVIEW_TIMEOUT_HOURS='ten' is not valid for setting review_timeout_hours",
@@ -320,7 +328,7 @@ def test_dag_parses_quickly_enough_for_the_scheduler() -> None:
 def test_every_aws_task_retries_with_the_package_config(dag) -> None:
     """Issue 7.16: tasks on botocore's default (legacy, 5 attempts) ran out under throttling."""
     aws_tasks = [task for task in dag.tasks if hasattr(task, "aws_conn_id")]
-    assert len(aws_tasks) == 9
+    assert len(aws_tasks) == 10
     for task in aws_tasks:
         assert task.botocore_config["retries"] == client_config()["retries"], task.task_id
 
@@ -380,10 +388,11 @@ def run_one_day(home: Path, **settings: str) -> tuple[str, dict[str, tuple[str, 
 
 FAILED_ONCE = {
     # the tasks that read the settings, each tried once; the manifest runs after failures
-    # (all_done), training does not (all_success), and failed_day fails the run
+    # and the day's record (all_done), training does not (all_success), and failed_day fails the run
     "deploy_model": ("failed", 1),
     "create_human_review_workflow": ("failed", 1),
     "augmented_manifest": ("failed", 1),
+    "day_summary": ("failed", 1),
     "failed_day": ("failed", 1),
 }
 
@@ -403,3 +412,63 @@ def test_a_bad_environment_value_fails_the_run_naming_the_variable(airflow_home:
     assert {task: state for task, state in tasks.items() if state[0] == "failed"} == FAILED_ONCE
     assert "up_for_retry" not in log
     assert log.count("AL_THRESHOLD='abc' is not valid for setting threshold") >= 3
+
+
+# A loops file: one DAG per loop ------------------------------------------------------------------
+LOOPS_FILE = """
+loops:
+  - name: pets
+    settings:
+      bucket: pets-bucket
+      endpoint_name: pets-od
+      alert_sns_topic_arn: "arn:aws:sns:us-east-1:123456789012:al"
+      late_review_hours: 12
+  - name: cars
+    settings: {bucket: cars-bucket, endpoint_name: cars-od, threshold: 7}
+"""
+
+
+def test_a_loops_file_makes_one_dag_per_loop_and_a_bad_entry_fails_only_its_own_tasks(tmp_path: Path) -> None:
+    (tmp_path / "loops.yaml").write_text(LOOPS_FILE)
+    code = textwrap.dedent(
+        """
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.providers.common.compat.sdk import AirflowFailException
+        bag = DagBag(dag_folder="dags")
+        out = {"errors": bag.import_errors, "dags": list(bag.dags)}
+        for dag_id, dag in bag.dags.items():
+            failures = []
+            for task in dag.tasks:
+                try:
+                    task._pre_execute_hook({})
+                except AirflowFailException as err:
+                    failures.append(str(err))
+            out[dag_id] = {
+                "failures": failures,
+                "pool": dag.get_task("incremental_training").pool,
+                "tags": dag.tags,
+                "outlets": [a.uri for t in dag.tasks for a in t.outlets],
+                "callback": type(dag.on_failure_callback).__name__ if dag.on_failure_callback else None,
+                "deadline": [str(d.interval) for d in (dag.deadline or [])],
+            }
+        print(json.dumps(out, default=str))
+        """
+    )
+    out = json.loads(run_python(code, AL_LOOPS_FILE=str(tmp_path / "loops.yaml")))
+
+    assert out["errors"] == {}
+    assert sorted(out["dags"]) == ["active_learning__cars", "active_learning__pets"]
+    pets, cars = out["active_learning__pets"], out["active_learning__cars"]
+    assert pets["failures"] == []
+    assert len(cars["failures"]) == 12
+    assert "loop cars: setting threshold=7" in cars["failures"][0]
+    assert (pets["pool"], cars["pool"]) == ("active_learning__pets-od", "active_learning__cars-od")
+    assert "loop:pets" in pets["tags"]
+    assert sorted(pets["outlets"]) == [
+        "s3://pets-bucket/active-learning/runs",
+        "x-sagemaker-endpoint://pets-od",
+    ]
+    # alerts where configured: SNS on a failed day, and a deadline alert 12 h after a run was queued
+    assert (pets["callback"], pets["deadline"]) == ("SnsNotifier", ["12:00:00"])
+    assert (cars["callback"], cars["deadline"]) == (None, [])

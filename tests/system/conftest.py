@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.system.helpers import (
     CONSUMER,
@@ -23,6 +24,7 @@ from tests.system.helpers import (
     dag_parsed,
     documented_command,
     leftovers,
+    logged_in_browser,
     run_airflow_cli,
     runs,
     start_stack,
@@ -78,3 +80,10 @@ def backfill(stack: RunningStack) -> dict[str, Any]:
     seconds = time.monotonic() - started
     print(f"\nbackfill of {len(days)} days through the scheduler: {seconds:.0f} s")
     return {"days": days, "runs": finished_runs, "seconds": seconds}
+
+
+@pytest.fixture(scope="module")
+def browser(stack: RunningStack) -> Iterator[WebDriver]:
+    """Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) logged in to the stack's UI."""
+    with logged_in_browser(stack) as driver:
+        yield driver

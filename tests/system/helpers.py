@@ -9,15 +9,22 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psutil
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
-from tools.stack import AirflowApi
+from tests.support import chromium
+from tools.stack import PASSWORD, USERNAME, AirflowApi
 
 ROOT = Path(__file__).parents[2]
 # docs/local-stack.md's Airflow CLI recipes, each run by a test as written there
@@ -144,3 +151,24 @@ def dag_parsed(api: AirflowApi, dag_id: str) -> bool:
 def runs(stack: RunningStack, dag_id: str) -> list[dict[str, Any]]:
     found = stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
     return sorted(found, key=lambda run: run["logical_date"] or run["run_after"])
+
+
+@contextmanager
+def logged_in_browser(stack: RunningStack) -> Iterator[WebDriver]:
+    """Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) logged in to the stack's UI."""
+    chromium_path, chromedriver = chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium_path
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.implicitly_wait(15)
+    try:
+        driver.get(stack.api.url)
+        driver.find_element(By.NAME, "username").send_keys(USERNAME)
+        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(driver, 30).until(lambda d: "/auth/login" not in d.current_url)
+        yield driver
+    finally:
+        driver.quit()

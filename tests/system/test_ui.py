@@ -1,48 +1,23 @@
 """The Airflow UI of the backfilled DAG in headless Chromium (Debian's ``chromium`` and ``chromium-driver``).
 
-Logs in with the stack's SimpleAuthManager user, opens the ``active_learning`` grid, the trigger
-form and a task's details, and saves a screenshot of each in the test's output folder.
+Logged in with the stack's SimpleAuthManager user (conftest's ``browser``), opens the
+``active_learning`` grid, the trigger form and a task's details, and saves a screenshot of each in
+the test's output folder.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support import chromium
 from tests.system.helpers import RunningStack, task_instances
-from tools.stack import DAG_ID, PASSWORD, USERNAME
-
-
-@pytest.fixture(scope="module")
-def browser(stack: RunningStack) -> Iterator[WebDriver]:
-    chromium_path, chromedriver = chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium_path
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.implicitly_wait(15)
-    try:
-        driver.get(stack.api.url)
-        driver.find_element(By.NAME, "username").send_keys(USERNAME)
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(driver, 30).until(lambda d: "/auth/login" not in d.current_url)
-        yield driver
-    finally:
-        driver.quit()
+from tools.stack import DAG_ID
 
 
 def green(color: str) -> bool:

@@ -44,8 +44,9 @@ def as_mapping(value: Any, name: str) -> Mapping[str, Any]:
 def refuse_bad_environment(problems: Sequence[str]) -> Callable[[Any], None]:
     """A ``pre_execute`` hook failing the task, without retries, while ``problems`` is not empty.
 
-    The DAG file records bad ``AL_*`` values there instead of raising at parse time (which would
-    remove the whole DAG); the list is read when the task runs, so every value read while parsing counts.
+    The DAG file records bad ``AL_*`` values and bad loops-file entries there instead of raising at
+    parse time (which would remove the whole DAG, or every loop's); the list is read when the task
+    runs, so every value read while parsing counts.
 
     :param problems: e.g. :attr:`active_learning.settings.EnvironmentDefaults.problems`.
     """
@@ -53,7 +54,7 @@ def refuse_bad_environment(problems: Sequence[str]) -> Callable[[Any], None]:
     def check_environment(context: Any) -> None:
         if problems:
             raise ConfigurationError(
-                "bad environment variable(s) in the DAG file's environment: " + "; ".join(problems)
+                "bad setting(s) in the DAG's AL_* variables or loops file: " + "; ".join(problems)
             )
 
     return check_environment

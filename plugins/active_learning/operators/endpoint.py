@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
@@ -17,9 +17,11 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from active_learning.assets import record_asset_events
+from active_learning.day_summary import Prices, approval_markdown, estimated_cost
 from active_learning.hooks.models import ModelLineageHook, ServingModel
-from active_learning.links.console import EndpointLink
-from active_learning.naming import endpoint_config_name, model_name
+from active_learning.lineage import update_endpoint_lineage
+from active_learning.links.console import EndpointLink, TrainingJobLink
+from active_learning.naming import endpoint_config_name, learning_page_path, model_name
 from active_learning.operators.base import LoopOperatorMixin, as_mapping
 from active_learning.operators.waiting import ENDPOINT_WAITING_STATUSES, WaitOrDeferMixin
 from active_learning.settings import LoopSettings
@@ -32,6 +34,9 @@ from active_learning.training_data import (
     final_metric,
     trained_from_serving,
 )
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 def _serving_or_fail(hook: ModelLineageHook, endpoint: str) -> ServingModel:
@@ -64,28 +69,48 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
     serving model's (a tag on the model) within ``map_tolerance``; a worse model skips the update
     (the task is skipped, with the reason in its log).
 
+    Its result carries ``approval``: the Markdown a person reads before approving the update (mAP,
+    labels, the day's reviews, estimated cost, links).
+
     :param settings: the loop settings (see :class:`active_learning.settings.LoopSettings`).
     :param training: what ``IncrementalTrainingOperator`` returned.
+    :param day: the day the run processes, ``YYYY-MM-DD``.
+    :param reviews: what the review wait returned (its ``completed`` count), if known.
+    :param manifest: what ``AugmentedManifestOperator`` returned (its ``converted`` count), if known.
     """
 
     aws_hook_class = ModelLineageHook
-    template_fields: Sequence[str] = aws_template_fields("settings", "training")
-    template_fields_renderers = {"settings": "json", "training": "json"}
+    template_fields: Sequence[str] = aws_template_fields("settings", "training", "day", "reviews", "manifest")
+    template_fields_renderers = {
+        "settings": "json",
+        "training": "json",
+        "reviews": "json",
+        "manifest": "json",
+    }
 
     def __init__(
-        self, *, settings: Mapping[str, Any] | str, training: Mapping[str, Any] | str, **kwargs: Any
+        self,
+        *,
+        settings: Mapping[str, Any] | str,
+        training: Mapping[str, Any] | str,
+        day: str = "",
+        reviews: Mapping[str, Any] | str | None = None,
+        manifest: Mapping[str, Any] | str | None = None,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.settings = settings
         self.training = training
+        self.day = day
+        self.reviews = reviews
+        self.manifest = manifest
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings = self.loop_settings
         serving = _serving_or_fail(self.hook, settings.endpoint_name)
         training = as_mapping(self.training, "training")
-        _skip_unless_trained_from_serving(
-            self.hook, self.hook.describe_training_job(training["training_job_name"]), serving
-        )
+        job = self.hook.describe_training_job(training["training_job_name"])
+        _skip_unless_trained_from_serving(self.hook, job, serving)
         recorded = serving.tags.get(TAG_VALIDATION_MAP)
         serving_map = float(recorded) if recorded else None
         new_map = training.get("validation_map")
@@ -93,7 +118,53 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
         self.log.info("Evaluation gate: %s", decision.reason)
         if not decision.promote:
             raise AirflowSkipException(f"Not updating the endpoint: {decision.reason}")
-        return {"promote": True, "reason": decision.reason, "new_map": new_map, "serving_map": serving_map}
+        return {
+            "promote": True,
+            "reason": decision.reason,
+            "new_map": new_map,
+            "serving_map": serving_map,
+            "approval": self._approval(context, settings, training, job, decision.reason, serving_map),
+        }
+
+    def _approval(
+        self,
+        context: Any,
+        settings: LoopSettings,
+        training: Mapping[str, Any],
+        job: Mapping[str, Any],
+        reason: str,
+        serving_map: float | None,
+    ) -> str:
+        """The Markdown the approval shows."""
+        reviews = as_mapping(self.reviews, "reviews") if self.reviews else {}
+        manifest = as_mapping(self.manifest, "manifest") if self.manifest else {}
+        completed = reviews.get("completed")
+        training_seconds = float(job.get("BillableTimeInSeconds") or 0)
+        prices = Prices(
+            settings.review_price_per_object,
+            settings.training_price_per_hour,
+            settings.transform_price_per_hour,
+        )
+        base_url = conf.get("api", "base_url", fallback="").rstrip("/")
+        return approval_markdown(
+            day=str(self.day),
+            reason=reason,
+            new_map=training.get("validation_map"),
+            serving_map=serving_map,
+            training_lines=training.get("training_lines"),
+            job_name=training["training_job_name"],
+            job_url=TrainingJobLink().format_link(
+                aws_domain=TrainingJobLink.get_aws_domain(self.hook.conn_partition),
+                region_name=self.hook.conn_region_name,
+                job_name=training["training_job_name"],
+            ),
+            reviews_completed=completed,
+            labels=manifest.get("converted"),
+            cost=estimated_cost(
+                completed or 0, training_seconds, 0.0, manifest.get("converted") or 0, prices
+            ),
+            learning_page_url=f"{base_url}{learning_page_path(context['ti'].dag_id)}",
+        )
 
 
 class OptionalApprovalOperator(ApprovalOperator):
@@ -313,3 +384,17 @@ class UpdateEndpointOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperato
             )
         deleted = self.hook.prune(settings.resource_prefix, settings.keep_models, config, previous_config)
         return {"endpoint_name": settings.endpoint_name, "endpoint_config_name": config, "deleted": deleted}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage (called by its provider, when installed, after the task ran): the trained
+        model's artifact in; the endpoint out (named by its ARN, see :mod:`active_learning.lineage`).
+        From the rendered settings and training result: no AWS call.
+
+        :param task_instance: the task instance that ran.
+        """
+        return update_endpoint_lineage(
+            self.loop_settings,
+            as_mapping(self.training, "training"),
+            self.hook.conn_region_name,
+            task_instance,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
@@ -12,7 +12,11 @@ from airflow.providers.common.compat.sdk import AirflowException
 
 from active_learning.assets import record_asset_events
 from active_learning.hooks.s3_lines import S3ClientHook, S3JsonLinesWriter, iter_json_lines
+from active_learning.lineage import augmented_manifest_lineage
 from active_learning.operators.base import ReviewTaskMixin
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 class AugmentedManifestOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
@@ -65,6 +69,9 @@ class AugmentedManifestOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
         results = self.backend.harvest(records, predicted_size)
         outcomes: Counter[str] = Counter()
         dropped_boxes = 0
+        # with several workers per image: the share who agreed on each kept box
+        agreements: list[float] = []
+        metadata_key = f"{settings.label_attribute}-metadata"
         manifest = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "augmented.manifest"))
         report = S3JsonLinesWriter(self.s3, settings.bucket, settings.run_key(day, "manifest-report.jsonl"))
         with manifest, report:
@@ -81,6 +88,10 @@ class AugmentedManifestOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
                     )
                 if line is not None:
                     manifest.write(line)
+                    if settings.task_count > 1:
+                        agreements += [
+                            box["confidence"] for box in line.get(metadata_key, {}).get("objects", [])
+                        ]
                 else:
                     self.log.warning("Loop %s %s: %s", result["name"], result["outcome"], result["reason"])
                 report.write(result)
@@ -92,6 +103,7 @@ class AugmentedManifestOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
             "skipped": outcomes["skipped"],
             "errored": outcomes["error"],
             "dropped_boxes": dropped_boxes,
+            "agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
             "manifest_uri": manifest.uri,
             "report_uri": report.uri,
         }
@@ -100,3 +112,11 @@ class AugmentedManifestOperator(ReviewTaskMixin, AwsBaseOperator[S3ClientHook]):
             context, self.outlets, {"day": day, "uri": manifest.uri, "lines": outcomes["converted"]}
         )
         return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage (called by its provider, when installed, after the task ran): the day's review
+        records and predictions, and A2I's output prefix, in; ``augmented.manifest`` out.
+
+        :param task_instance: the task instance that ran.
+        """
+        return augmented_manifest_lineage(self.loop_settings, self.run_day, task_instance)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
@@ -17,6 +17,7 @@ from active_learning.hooks.models import ModelLineageHook
 from active_learning.hooks.retries import client_config
 from active_learning.hooks.s3_lines import iter_objects
 from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
+from active_learning.lineage import batch_predict_lineage
 from active_learning.operators.base import LoopOperatorMixin
 from active_learning.operators.waiting import WaitOrDeferMixin
 from active_learning.prediction.day import predict_and_route_day
@@ -24,6 +25,9 @@ from active_learning.prediction.realtime import endpoint_predictor
 from active_learning.prediction.transform import DayTransformJob
 from active_learning.settings import LoopSettings
 from active_learning.triggers.aws_waits import SageMakerWaitTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHook]):
@@ -141,3 +145,15 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
             # a rerun starts the next attempt
             raise AirflowException(f"Transform job {name} is {status} and wrote no output: {reason}")
         return {**result, "transform_job_name": name, "transform_job_status": status}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage (called by its provider, when installed, after the task ran): the day's
+        ``incoming/<day>/`` and the endpoint in; ``predictions.jsonl`` and ``quarantine.jsonl`` out.
+
+        All of it follows from the rendered settings and day: no AWS call.
+
+        :param task_instance: the task instance that ran.
+        """
+        return batch_predict_lineage(
+            self.loop_settings, self.run_day, self.hook.conn_region_name, task_instance
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import (
 
 from active_learning.hooks.models import ModelLineageHook, builtin_image_uri
 from active_learning.hooks.s3_lines import S3JsonLinesWriter, labelled_lines
+from active_learning.lineage import training_lineage
 from active_learning.links.console import TrainingJobLink
 from active_learning.naming import MAX_ATTEMPTS_PER_DAY, attempt_name, training_job_name
 from active_learning.operators.base import LoopOperatorMixin
@@ -31,6 +32,9 @@ from active_learning.training_data import (
     in_validation_hold_out,
 )
 from active_learning.triggers.aws_waits import SageMakerWaitTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
@@ -86,6 +90,9 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
         self.deferrable = deferrable
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
+        # the completed job's description, for the lineage (set by _result, in whichever process
+        # finishes the task: execute's, or execute_complete's after a deferral)
+        self.trained_job: dict[str, Any] | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings, day = self.loop_settings, self.run_day
@@ -244,9 +251,19 @@ class IncrementalTrainingOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOp
         status = job["TrainingJobStatus"]
         if status != "Completed":
             raise AirflowException(f"Training job {job_name} is {status}: {job.get('FailureReason', '')}")
+        self.trained_job = job
         return {
             "training_job_name": job_name,
             "model_data_url": job["ModelArtifacts"]["S3ModelArtifacts"],
             "validation_map": final_metric(job),
             "training_lines": int(self.hook.tags_of(job["TrainingJobArn"]).get(TAG_TRAINING_LINES, 0)),
         }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage (called by its provider, when installed, after the task ran): the day's
+        augmented manifest and the job's channels (manifests trained on, base model) in; the job's
+        ``model.tar.gz`` out. From the job description the task already read: no AWS call.
+
+        :param task_instance: the task instance that ran.
+        """
+        return training_lineage(self.loop_settings, self.run_day, self.trained_job, task_instance)

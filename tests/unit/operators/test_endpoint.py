@@ -7,6 +7,7 @@ failure reason, as SageMaker does).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -145,6 +146,35 @@ def test_gate_promotes_a_model_not_worse_than_the_serving_one(
 
     assert result["promote"] is True
     assert (result["new_map"], result["serving_map"]) == (new_map, 0.6)
+
+
+def test_the_gate_gives_the_approval_a_markdown_summary(context: dict[str, Any]) -> None:
+    """Issue 18.6: the Required Action page shows this, not a raw dict."""
+    context["ti"].dag_id = "active_learning__pets"
+    with mock_aws():
+        sm = boto3.client("sagemaker", region_name=REGION)
+        _serve(sm, {TAG_VALIDATION_MAP: "0.600000"})
+        _train(sm)
+        gate = EvaluationGateOperator(
+            task_id="evaluation_gate",
+            settings=SETTINGS,
+            training={**TRAINING, "validation_map": 0.61234, "training_lines": 57},
+            day="2026-03-01",
+            reviews=json.dumps({"completed": 9}),
+            manifest={"converted": 8},
+            aws_conn_id=None,
+            region_name=REGION,
+        )
+        approval = gate.execute(context)["approval"]
+
+    assert "trained for 2026-03-01" in approval
+    assert "| new | 0.612 |" in approval
+    assert "| serving | 0.600 |" in approval
+    assert "Trained on 57 labelled images" in approval
+    assert f"[{JOB}](https://console.aws.amazon.com/sagemaker/home?region={REGION}#/jobs/{JOB})" in approval
+    assert "The day: 9 reviews completed, 8 new labels" in approval
+    assert "Estimated cost of the day: $0.72 (reviews $0.72, training $0.00)" in approval
+    assert "(/dags/active_learning__pets/plugin/learning)" in approval
 
 
 def test_gate_skips_a_worse_model_with_the_reason(context: dict[str, Any]) -> None:

@@ -187,6 +187,7 @@ def test_converts_completed_loops_and_reports_every_loop(
         "dropped_boxes": 1,
         "manifest_uri": f"s3://my-bucket/{MANIFEST}",
         "report_uri": f"s3://my-bucket/{REPORT}",
+        "agreement": None,  # one worker an image by the settings: no agreement to measure
     }
     manifest = read_lines(s3, MANIFEST)
     # the seed's own conversion, for its image in this loop's bucket
@@ -503,3 +504,27 @@ def test_an_answer_for_another_image_of_the_day_than_the_run_recorded_is_an_erro
     )
     # one line, for b.jpg from its own loop: none from a.jpg's answer
     assert [line["source-ref"] for line in read_lines(s3, MANIFEST)] == [source("b.jpg")]
+
+
+def test_with_several_workers_the_result_says_how_much_they_agreed(s3: Any, context: dict[str, Any]) -> None:
+    """Issue 18.2: the day's record shows reviewer agreement where task_count > 1."""
+    op = AugmentedManifestOperator(
+        task_id="augmented_manifest", concurrency=1, **operator_kwargs(task_count=3)
+    )
+    put_lines(s3, HUMAN_LOOPS, [loop_line("three.jpg")])
+    put_predictions(s3, {"three.jpg": (640, 480)})
+    cat = {"label": "cat", "left": 64, "top": 120, "width": 288, "height": 240}
+    dog = {"label": "dog", "left": 400, "top": 300, "width": 100, "height": 100}
+    # all three see the cat, two of three the dog
+    put(
+        s3,
+        output_key(loop_name("three.jpg")),
+        json.dumps(a2i_output("three.jpg", [cat, dog], [cat, dog], [cat])),
+    )
+    with Stubber(op.aws_hook(A2IRuntimeHook).conn) as a2i:
+        name = loop_name("three.jpg")
+        a2i.add_response("describe_human_loop", completed(name), {"HumanLoopName": name})
+        result = op.execute(context)
+
+    assert result["converted"] == 1
+    assert result["agreement"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-4)

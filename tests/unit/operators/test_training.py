@@ -373,3 +373,23 @@ def test_a_manifest_line_outside_the_loops_prefix_fails_training_naming_the_day_
         op.execute(context)
     create.assert_not_called()
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="active-learning/training/")
+
+
+@pytest.mark.usefixtures("serving")
+def test_lineage_names_the_channels_and_artifact_of_the_job_it_ran(context: dict[str, Any]) -> None:
+    """OpenLineage (docs/lineage.md): from the description the result read, no call of its own."""
+    op = _operator()
+    result = op.execute(context)
+
+    lineage = op.get_openlineage_facets_on_complete(mock.Mock(state="success"))
+
+    datasets = [f"{dataset.namespace}/{dataset.name}" for dataset in lineage.inputs]
+    assert datasets == [
+        f"s3://{BUCKET}/active-learning/runs/{DAY}/augmented.manifest",
+        f"s3://{BUCKET}/active-learning/training/{JOB}/input/train.manifest",
+        f"s3://{BUCKET}/active-learning/training/{JOB}/input/validation.manifest",
+        SERVING_ARTIFACT,
+    ]
+    assert [f"{dataset.namespace}/{dataset.name}" for dataset in lineage.outputs] == [
+        result["model_data_url"]
+    ]
