@@ -37,6 +37,7 @@ in the loops file: one DAG `active_learning__<name>` per loop); see README.md.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 from datetime import timedelta
@@ -48,6 +49,7 @@ from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from active_learning.alerts import alert_route, failed_day_message, late_day_message
 from active_learning.assets import augmented_manifest_asset, serving_model_asset
+from active_learning.day_summary import Prices
 from active_learning.loops import Loop, read_loops
 from active_learning.naming import learning_page_path, model_update_pool
 from active_learning.operators.base import refuse_bad_environment
@@ -81,6 +83,9 @@ def loop_dag(loop: Loop) -> DAG:
     # A bad value never breaks parsing (that would remove the DAG): it is recorded, the built-in
     # default stands in, and every task fails at once, without retries, naming it (pre_execute).
     specs, knobs = loop.specs, loop.knobs
+    prices = Prices(
+        knobs.review_price_per_object, knobs.training_price_per_hour, knobs.transform_price_per_hour
+    )
     route = alert_route(knobs, loop.problems)
     # What the loop produces for other DAGs to follow (the Params' defaults name the bucket and endpoint).
     manifest_asset = augmented_manifest_asset(specs["bucket"].get("default"), specs["prefix"]["default"])
@@ -190,6 +195,7 @@ def loop_dag(loop: Loop) -> DAG:
             day=DAY,
             reviews=wait_for_human_loops.output,
             manifest=augmented_manifest.output,
+            prices=prices,
             priority_weight=2,
             **model_update,
         )
@@ -238,6 +244,8 @@ def loop_dag(loop: Loop) -> DAG:
             day=DAY,
             loop=loop.dag_id,
             summarized_tasks=[task.task_id for task in day_tasks],
+            prices=prices,
+            target_validation_map=knobs.target_validation_map,
             alert_route=route,
             empty_days_alert=knobs.empty_days_alert,
             outlets=[manifest_asset],
@@ -249,6 +257,15 @@ def loop_dag(loop: Loop) -> DAG:
     return dag
 
 
-# One DAG per loop, in the loops file's order (without one: the DAG active_learning).
-for _loop in read_loops(os.environ):
-    globals()[_loop.dag_id] = loop_dag(_loop)
+# One DAG per loop, in the loops file's order (without one: the DAG active_learning). Building a DAG
+# allocates thousands of short-lived objects (Airflow copies the DAG's Params into every task):
+# the cyclic garbage collector would scan the whole heap of the parsing process several times over
+# for none of it (make bench: docs/benchmark.md); reference counting frees them all the same.
+_collecting = gc.isenabled()
+gc.disable()
+try:
+    for _loop in read_loops(os.environ):
+        globals()[_loop.dag_id] = loop_dag(_loop)
+finally:
+    if _collecting:
+        gc.enable()

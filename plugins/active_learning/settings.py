@@ -282,27 +282,6 @@ class LoopSettings:
         "e.g. a shared validation manifest or initial model",
     )
     require_approval: bool = setting(False, description="ask a person before updating the endpoint")
-    target_validation_map: float | None = setting(
-        0.8,
-        description="validation mAP the loop aims for: a day routing fewer images than max_reviews "
-        "while the serving model is below it is starving (Learning page, alert); empty: never",
-        minimum=0,
-        maximum=1,
-    )
-    # the day's estimated cost (runs/<day>/summary.json); defaults: AWS's public us-east-1 prices,
-    # sources in docs/cost.md
-    review_price_per_object: float = setting(
-        0.08,
-        description="USD per image whose review completed (A2I custom workflows: 0.08; a self-hosted "
-        "Label Studio: what a review costs you)",
-        minimum=0,
-    )
-    training_price_per_hour: float = setting(
-        3.825, description="USD per training instance-hour (ml.p3.2xlarge: 3.825)", minimum=0
-    )
-    transform_price_per_hour: float = setting(
-        0.24, description="USD per Batch Transform instance-hour (ml.m4.xlarge: 0.24)", minimum=0
-    )
     review_backend: str = setting(
         "a2i",
         description="who reviews: a2i (Amazon A2I, existing A2I customers) or label_studio (a "
@@ -482,6 +461,27 @@ class DagSettings:
         description="the Airflow pool (1 slot, deferred tasks counted) that serializes train, gate and "
         "update; empty: active_learning__<endpoint_name>",
     )
+    target_validation_map: float = setting(
+        0.8,
+        description="validation mAP the loop aims for: a day routing fewer images than max_reviews "
+        "while the serving model is below it is starving (the day's record, the Learning page); 0: never",
+        minimum=0,
+        maximum=1,
+    )
+    # the day's estimated cost (runs/<day>/summary.json); defaults: AWS's public us-east-1 prices,
+    # sources in docs/cost.md
+    review_price_per_object: float = setting(
+        0.08,
+        description="USD per image whose review completed (A2I custom workflows: 0.08; a self-hosted "
+        "Label Studio: what a review costs you)",
+        minimum=0,
+    )
+    training_price_per_hour: float = setting(
+        3.825, description="USD per training instance-hour (ml.p3.2xlarge: 3.825)", minimum=0
+    )
+    transform_price_per_hour: float = setting(
+        0.24, description="USD per Batch Transform instance-hour (ml.m4.xlarge: 0.24)", minimum=0
+    )
     alert_sns_topic_arn: str = setting(
         "",
         description="SNS topic that gets the loop's alerts (a failed day, late reviews, empty days) "
@@ -572,7 +572,6 @@ JSON_TYPES = {
     "int": "integer",
     "int | None": ["null", "integer"],
     "float": "number",
-    "float | None": ["null", "number"],
     "bool": "boolean",
     "tuple[str, ...]": "array",
 }

@@ -79,7 +79,7 @@ def test_the_approval_recipe_asks_and_ctrl_c_stops_every_process_and_socket(tmp_
         # what the Required Action page renders: a short Markdown summary, not a raw dict
         body = asked["body"]
         assert body.startswith(f"**Update the endpoint with the model trained for {day}?**"), body
-        for part in ("| new | 0.", "| serving | 0.", "Trained on ", "reviews completed", "Estimated cost"):
+        for part in ("| new | 0.", "| serving | ", "Trained on ", "reviews completed", "Estimated cost"):
             assert part in body, body
         assert f"/dags/{DAG_ID}/plugin/learning)" in body
         assert asked["response_received"] is False

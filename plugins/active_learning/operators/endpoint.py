@@ -77,6 +77,7 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
     :param day: the day the run processes, ``YYYY-MM-DD``.
     :param reviews: what the review wait returned (its ``completed`` count), if known.
     :param manifest: what ``AugmentedManifestOperator`` returned (its ``converted`` count), if known.
+    :param prices: what reviews and training cost, for the approval's estimate.
     """
 
     aws_hook_class = ModelLineageHook
@@ -96,6 +97,7 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
         day: str = "",
         reviews: Mapping[str, Any] | str | None = None,
         manifest: Mapping[str, Any] | str | None = None,
+        prices: Prices,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -104,6 +106,7 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
         self.day = day
         self.reviews = reviews
         self.manifest = manifest
+        self.prices = prices
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings = self.loop_settings
@@ -140,11 +143,6 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
         manifest = as_mapping(self.manifest, "manifest") if self.manifest else {}
         completed = reviews.get("completed")
         training_seconds = float(job.get("BillableTimeInSeconds") or 0)
-        prices = Prices(
-            settings.review_price_per_object,
-            settings.training_price_per_hour,
-            settings.transform_price_per_hour,
-        )
         base_url = conf.get("api", "base_url", fallback="").rstrip("/")
         return approval_markdown(
             day=str(self.day),
@@ -161,7 +159,7 @@ class EvaluationGateOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook
             reviews_completed=completed,
             labels=manifest.get("converted"),
             cost=estimated_cost(
-                completed or 0, training_seconds, 0.0, manifest.get("converted") or 0, prices
+                completed or 0, training_seconds, 0.0, manifest.get("converted") or 0, self.prices
             ),
             learning_page_url=f"{base_url}{learning_page_path(context['ti'].dag_id)}",
         )

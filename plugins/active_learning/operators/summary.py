@@ -48,6 +48,8 @@ class DaySummaryOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
     :param day: the day to process, ``YYYY-MM-DD``.
     :param loop: the loop's name in the record (its DAG id).
     :param summarized_tasks: the task ids whose results make the record.
+    :param prices: what reviews and instance-hours cost, for the estimate.
+    :param target_validation_map: below it, a day routing under its budget is starving.
     :param alert_route: where the empty-days alert goes (``None``: nowhere).
     :param empty_days_alert: alert after this many empty days in a row (0: never).
     """
@@ -63,6 +65,8 @@ class DaySummaryOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
         day: str,
         loop: str,
         summarized_tasks: Sequence[str],
+        prices: Prices,
+        target_validation_map: float,
         alert_route: AlertRoute | None = None,
         empty_days_alert: int = 0,
         **kwargs: Any,
@@ -73,6 +77,8 @@ class DaySummaryOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
         self.day = day
         self.loop = loop
         self.summarized_tasks = list(summarized_tasks)
+        self.prices = prices
+        self.target_validation_map = target_validation_map
         self.alert_route = alert_route
         self.empty_days_alert = empty_days_alert
 
@@ -96,13 +102,9 @@ class DaySummaryOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
             serving=self._serving(settings),
             training_seconds=self._training_seconds(results.get("incremental_training")),
             transform_instance_seconds=self._transform_seconds(results.get("batch_predict")),
-            prices=Prices(
-                settings.review_price_per_object,
-                settings.training_price_per_hour,
-                settings.transform_price_per_hour,
-            ),
+            prices=self.prices,
             review_budget=settings.max_reviews,
-            target_map=settings.target_validation_map,
+            target_map=self.target_validation_map,
             written_at=datetime.now(UTC).isoformat(),
         )
         if same_outcome(previous, summary):

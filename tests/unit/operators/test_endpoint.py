@@ -27,6 +27,7 @@ from botocore.validate import validate_parameters
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
+from active_learning.day_summary import Prices
 from active_learning.naming import endpoint_config_name, model_name
 from active_learning.operators.endpoint import (
     EvaluationGateOperator,
@@ -41,6 +42,7 @@ from active_learning.training_data import (
 )
 
 ACCOUNT = "123456789012"
+PRICES = Prices(review_per_object=0.08, training_per_hour=3.825, transform_per_hour=0.24)
 REGION = "us-east-1"
 BUCKET = "my-bucket"
 ENDPOINT = "object-detection"
@@ -125,6 +127,7 @@ def _train(sm: Any, name: str = JOB, base_model: str = SERVING_ARTIFACT) -> None
 def _gate(training: dict[str, Any], **settings: Any) -> EvaluationGateOperator:
     return EvaluationGateOperator(
         task_id="evaluation_gate",
+        prices=PRICES,
         settings={**SETTINGS, **settings},
         training=training,
         aws_conn_id=None,
@@ -157,6 +160,7 @@ def test_the_gate_gives_the_approval_a_markdown_summary(context: dict[str, Any])
         _train(sm)
         gate = EvaluationGateOperator(
             task_id="evaluation_gate",
+            prices=PRICES,
             settings=SETTINGS,
             training={**TRAINING, "validation_map": 0.61234, "training_lines": 57},
             day="2026-03-01",

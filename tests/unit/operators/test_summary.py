@@ -16,6 +16,7 @@ from airflow.sdk import Asset
 from moto import mock_aws
 
 from active_learning.alerts import SNS_NOTIFIER, AlertRoute
+from active_learning.day_summary import Prices
 from active_learning.operators.summary import DaySummaryOperator
 from tests.unit.operators.conftest import BUCKET, DAY, PREFIX, REGION, operator_kwargs, read_text
 
@@ -51,6 +52,8 @@ def summary_task(**kwargs: Any) -> DaySummaryOperator:
         loop="active_learning",
         summarized_tasks=TASKS,
         outlets=[ASSET],
+        prices=Prices(review_per_object=0.08, training_per_hour=3.825, transform_per_hour=0.24),
+        target_validation_map=0.8,
         **(operator_kwargs(max_reviews=5) | kwargs),
     )
 
