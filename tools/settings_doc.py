@@ -58,11 +58,12 @@ meaningful gate set `validation_manifest_uri` to a fixed labelled manifest (the 
 DAG_SETTINGS = """\
 ## The DAG's own settings
 
-Environment variables only, read when the DAG file is parsed (they shape the DAG, not a run):
-fields of `active_learning.settings.DagSettings`. A bad value, here or in an `AL_<NAME>` default of
-the table above, never removes the DAG: the built-in default stands in, the setting's description in
-the trigger form says `INVALID AL_THRESHOLD='abc' ...`, and every task of every run fails at once,
-without retries, naming the variable and its value, until it is fixed.
+Environment variables, or a loop's entry in the loops file ([loops.md](loops.md), by the names
+without `AL_`), read when the DAG file is parsed (they shape the DAG, not a run): fields of
+`active_learning.settings.DagSettings`. A bad value, here or in an `AL_<NAME>` default of the table
+above, never removes the DAG: the built-in default stands in, the setting's description in the
+trigger form says `INVALID AL_THRESHOLD='abc' ...`, and every task of every run fails at once,
+without retries, naming the variable (or the loop and setting) and its value, until it is fixed.
 """
 
 
