@@ -7,6 +7,7 @@ exist in the project or in Airflow's CLI.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 import sys
@@ -168,3 +169,40 @@ def test_label_studio_runs_the_pinned_release_beside_airflow(compose: dict) -> N
     assert "label-studio-data:/label-studio/data" in service["volumes"]
     assert "label-studio-data" in compose["volumes"]
     assert service["environment"]["LATEST_VERSION_CHECK"] == "false"
+
+
+def test_the_build_context_leaves_out_the_virtualenvs_and_keeps_what_the_images_copy() -> None:
+    """Without .dockerignore the context was the whole checkout: 2.5 GB after `make install`."""
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def is_ignored(path: str) -> bool:
+        parts = Path(path).parts
+        return any(
+            fnmatch.fnmatch(path, pattern.removeprefix("**/"))
+            or any(fnmatch.fnmatch(part, pattern.removeprefix("**/")) for part in parts)
+            or path.startswith(pattern.rstrip("/") + "/")
+            for pattern in ignored
+        )
+
+    for heavy in (
+        ".venv",
+        ".venv-label-studio",
+        ".git",
+        "airflow-stack",
+        "demo-output",
+        "plugins/x/__pycache__",
+    ):
+        assert is_ignored(heavy), heavy
+    copied = [
+        source
+        for dockerfile in (ROOT / "Dockerfile", ROOT / "emulator" / "Dockerfile")
+        for line in dockerfile.read_text().splitlines()
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    ]
+    assert copied, "no COPY found"
+    assert [source for source in copied if is_ignored(source)] == []
