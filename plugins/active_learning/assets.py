@@ -1,9 +1,9 @@
 """The loop's Airflow Assets: the day's augmented manifest and the model serving on the endpoint.
 
-Outlets of the tasks that produce them (``augmented_manifest``, ``update_endpoint``), so that other
-DAGs can be scheduled on them (``schedule=serving_model_asset(...)``: "a new model is serving")
-and the UI draws the lineage. Each event's ``extra`` says which one: the day's manifest URI and its
-line count, or the model's name, ARN, artifact and validation mAP.
+Outlets of the tasks that announce them (``day_summary`` once the day is done, ``update_endpoint``),
+so that other DAGs can be scheduled on them (``schedule=serving_model_asset(...)``: "a new model is
+serving") and the UI draws the lineage. Each event's ``extra`` says which one: the day's manifest
+URI, its line count and the day's record, or the model's name, ARN, artifact and validation mAP.
 """
 
 from __future__ import annotations
