@@ -11,6 +11,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSkipException
 from airflow.sdk import TriggerRule
+from botocore.exceptions import ClientError
 
 from active_learning.alerts import AlertRoute, empty_days_message
 from active_learning.assets import record_asset_events
@@ -22,6 +23,7 @@ from active_learning.day_summary import (
     same_outcome,
     summarize_day,
 )
+from active_learning.hooks.errors import error_code
 from active_learning.hooks.models import ModelLineageHook
 from active_learning.operators.base import LoopOperatorMixin
 from active_learning.settings import LoopSettings
@@ -141,12 +143,17 @@ class DaySummaryOperator(LoopOperatorMixin, AwsBaseOperator[ModelLineageHook]):
         return summary
 
     def _read(self, settings: LoopSettings, key: str) -> dict[str, Any] | None:
-        if not self.s3.check_for_key(key, settings.bucket):
-            return None
+        """The record at ``key``, in one GET; ``None`` when there is none (or it is damaged: rewritten)."""
         try:
-            return json.loads(self.s3.read_key(key, settings.bucket))
+            body = self.s3.get_conn().get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if error_code(err) in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            return json.loads(body)
         except json.JSONDecodeError:
-            return None  # a damaged record is rewritten
+            return None
 
     def _serving(self, settings: LoopSettings) -> dict[str, Any] | None:
         serving = self.hook.serving_model(settings.endpoint_name)
