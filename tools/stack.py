@@ -184,6 +184,41 @@ def init_script() -> str:
     return " && ".join(shlex.join(command) for command in AIRFLOW_INIT)
 
 
+# docker-compose: every Airflow service reads the JWT secret from this file of a shared volume
+# (AIRFLOW__API_AUTH__JWT_SECRET_CMD), which airflow-init fills once with 48 random bytes.
+COMPOSE_JWT_SECRET_FILE = "/opt/airflow/secrets/jwt_secret"
+
+
+def compose_init_script() -> str:
+    """docker-compose's airflow-init: the JWT secret (kept if it exists), then :func:`init_script`."""
+    generate = (
+        f"test -s {COMPOSE_JWT_SECRET_FILE} || python -c "
+        "'import secrets, sys; sys.stdout.write(secrets.token_urlsafe(48))' "
+        f"> {COMPOSE_JWT_SECRET_FILE}"
+    )
+    return f"umask 077 && ({generate}) && {init_script()}"
+
+
+def backfill_command(dag_id: str, first: str, last: str) -> tuple[str, ...]:
+    """The CLI twin of :meth:`AirflowApi.backfill`: the same days, reprocessing and run limit."""
+    return (
+        "airflow", "backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last,
+        "--reprocess-behavior", "failed", "--max-active-runs", str(SEEDED_DAYS),
+    )  # fmt: skip
+
+
+def seeded_days_script(dag_id: str = DAG_ID) -> str:
+    """docker-compose's airflow-seeded-days: once the dag-processor has put the DAG in the database
+    (up to 5 minutes), a backfill of the seeded days (:func:`seeded_days`, computed in the container
+    from its clock) and the DAG unpaused, as ``make airflow`` does through the REST API."""
+    first, last = f'"$(date -u -d "{SEEDED_DAYS} days ago" +%F)"', '"$(date -u -d "1 day ago" +%F)"'
+    backfill = " ".join(backfill_command(dag_id, first, last))  # unquoted: the shell expands the dates
+    return (
+        f"for attempt in $(seq 60); do airflow dags details {dag_id} >/dev/null 2>&1 && break; sleep 5; done"
+        f" && {backfill} && airflow dags unpause {dag_id}"
+    )
+
+
 def local_command(command: list[str] | tuple[str, ...]) -> list[str]:
     """A shared command as this machine runs it: ``python`` and ``airflow`` from this venv."""
     program, *arguments = command
