@@ -11,7 +11,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
-.PHONY: install test system-test stack-test lint demo chaos airflow airflow-stop bench experiment clean docs
+.PHONY: install test system-test stack-test compose-test lint demo chaos airflow airflow-stop bench experiment clean docs
 
 install: $(STAMP) $(LS_STAMP)
 
@@ -40,6 +40,13 @@ test: install lint
 	@$(BIN)/python -m pytest -m "not stack"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no test; check testpaths in pyproject.toml" >&2; fi; \
 	exit $$status
+
+# docker-compose.yaml run for real (tools/compose_test.py, test-only): the base images (or, with no
+# registry reachable, stand-ins built from Debian packages), the project's images built once each,
+# `docker-compose up`, a backfill of the seeded days through the REST API that must succeed, `down -v`
+# leaving nothing. Needs a Docker daemon and docker-compose 1.29 (.ci/run installs and starts them).
+compose-test: install
+	$(BIN)/python -m tools.compose_test $(COMPOSE_TEST_ARGS)
 
 # The daily loop for several days on the embedded local AWS; artifacts in demo-output/.
 # DEMO_ARGS passes options (make demo DEMO_ARGS="--world easy"; .venv/bin/python -m tools.demo --help).

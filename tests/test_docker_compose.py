@@ -385,3 +385,29 @@ def test_the_celery_variant_follows_airflows_official_file(compose: dict, celery
 def test_docker_compose_1_29_accepts_the_files(files: tuple[str, ...]) -> None:
     options = [word for file in files for word in ("-f", file)]
     subprocess.run(["docker-compose", *options, "config", "-q"], cwd=ROOT, check=True)
+
+
+def test_compose_test_has_every_base_image_or_its_stand_in(compose: dict) -> None:
+    """``make compose-test`` builds a stand-in for each image the files start from, and builds the
+    project's images with the tags the compose file runs."""
+    from tools.compose_test import BASE_IMAGES, PROJECT_IMAGES, STANDINS
+
+    froms = {
+        line.split()[1]
+        for dockerfile in PROJECT_IMAGES.values()
+        for line in (ROOT / dockerfile).read_text().splitlines()
+        if line.startswith("FROM ")
+    }
+    pulled = {service["image"] for service in compose["services"].values() if "build" not in service}
+    project = {service["image"] for service in compose["services"].values() if "build" in service}
+    assert project == set(PROJECT_IMAGES)
+    for name, service in compose["services"].items():
+        if "build" in service:
+            assert PROJECT_IMAGES[service["image"]] == service["build"]["dockerfile"], name
+    default_profile = {
+        service["image"] for service in compose["services"].values() if "profiles" not in service
+    } - project
+    assert froms | default_profile == set(BASE_IMAGES)
+    assert pulled - set(PROJECT_IMAGES) - set(BASE_IMAGES) == {"heartexlabs/label-studio:1.23.2"}
+    for name in BASE_IMAGES.values():
+        assert (STANDINS / f"{name}.Dockerfile").read_text().startswith("# TEST-ONLY stand-in for ")
