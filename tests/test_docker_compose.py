@@ -387,10 +387,10 @@ def test_docker_compose_1_29_accepts_the_files(files: tuple[str, ...]) -> None:
     subprocess.run(["docker-compose", *options, "config", "-q"], cwd=ROOT, check=True)
 
 
-def test_compose_test_has_every_base_image_or_its_stand_in(compose: dict) -> None:
+def test_compose_test_has_every_base_image_or_its_stand_in(compose: dict, celery: dict) -> None:
     """``make compose-test`` builds a stand-in for each image the files start from, and builds the
     project's images with the tags the compose file runs."""
-    from tools.compose_test import BASE_IMAGES, PROJECT_IMAGES, STANDINS
+    from tools.compose_test import BASE_IMAGES, CELERY_IMAGES, PROJECT_IMAGES, STANDINS
 
     froms = {
         line.split()[1]
@@ -409,5 +409,7 @@ def test_compose_test_has_every_base_image_or_its_stand_in(compose: dict) -> Non
     } - project
     assert froms | default_profile == set(BASE_IMAGES)
     assert pulled - set(PROJECT_IMAGES) - set(BASE_IMAGES) == {"heartexlabs/label-studio:1.23.2"}
-    for name in BASE_IMAGES.values():
+    celery_images = {service["image"] for service in celery["services"].values() if "image" in service}
+    assert celery_images - set(PROJECT_IMAGES) == set(CELERY_IMAGES)
+    for name in [*BASE_IMAGES.values(), *CELERY_IMAGES.values()]:
         assert (STANDINS / f"{name}.Dockerfile").read_text().startswith("# TEST-ONLY stand-in for ")

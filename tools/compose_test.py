@@ -47,9 +47,16 @@ BASE_IMAGES = {
     "postgres:16": "postgres",
     "apache/airflow:3.3.2-python3.11": "airflow",
 }
+# docker-compose.celery.yaml's broker (--celery)
+CELERY_IMAGES = {"redis:7.2-bookworm": "redis"}
 # The stand-ins' own base: Debian 12 from its packages.
 DEBIAN_IMAGE = "active-learning-standin/debian:bookworm-minbase"
-STANDIN_BASE = {"python": DEBIAN_IMAGE, "postgres": DEBIAN_IMAGE, "airflow": "python:3.11-slim"}
+STANDIN_BASE = {
+    "python": DEBIAN_IMAGE,
+    "postgres": DEBIAN_IMAGE,
+    "redis": DEBIAN_IMAGE,
+    "airflow": "python:3.11-slim",
+}
 PROJECT_IMAGES = {
     "airflow-active-learning:local": "Dockerfile",
     "active-learning-local-aws:local": "emulator/Dockerfile",
@@ -58,7 +65,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 TERMINAL = {"success", "failed"}
 STANDIN_LABEL = "org.active-learning.standin"
 # services that run once and exit; every other one must keep running
-ONE_SHOTS = {"aws-seed", "airflow-init"}
+ONE_SHOTS = {"aws-seed", "airflow-init", "airflow-seeded-days"}
 # the legacy builder: the same with or without a buildx plugin, and --network host works with it
 BUILD_ENV = {"DOCKER_BUILDKIT": "0"}
 
@@ -140,6 +147,8 @@ def standin_digest() -> str:
     """What the stand-ins are built from: a stand-in labelled with another digest is rebuilt."""
     digest = hashlib.sha256()
     for path in sorted(STANDINS.iterdir()):
+        if path.suffix not in (".Dockerfile", ".sh"):
+            continue  # the README
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -166,10 +175,10 @@ def build_standin(tag: str, name: str) -> None:
         ])  # fmt: skip
 
 
-def ensure_base_images(pull_timeout: float) -> dict[str, str]:
+def ensure_base_images(images: Mapping[str, str], pull_timeout: float) -> dict[str, str]:
     """Each base image: cached, pulled or built as a stand-in; returns how each was had."""
     how: dict[str, str] = {}
-    for tag, name in BASE_IMAGES.items():
+    for tag, name in images.items():
         label = standin_label(tag) if image_exists(tag) else None
         if label == "":
             how[tag] = "cached"
@@ -195,17 +204,24 @@ def build_project_images() -> None:
 
 
 class Compose:
-    """``docker-compose -p PROJECT`` on the unchanged docker-compose.yaml, with its ports moved."""
+    """``docker-compose -p PROJECT -f FILE... --profile PROFILE...`` on the unchanged files, with
+    their ports moved."""
 
-    def __init__(self, project: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, project: str, env: Mapping[str, str], files: Sequence[str], profiles: Sequence[str]
+    ) -> None:
         self.project = project
         self.env = dict(env)
+        self.options = [
+            *(word for file in files for word in ("--file", file)),
+            *(word for profile in profiles for word in ("--profile", profile)),
+        ]
 
     def __call__(
         self, *arguments: str, timeout: float = 900, capture: bool = False, check: bool = True
     ) -> str:
         done = run(
-            ["docker-compose", "--project-name", self.project, "--file", "docker-compose.yaml", *arguments],
+            ["docker-compose", "--project-name", self.project, *self.options, *arguments],
             env=self.env,
             timeout=timeout,
             capture=capture,
@@ -230,7 +246,7 @@ class Compose:
         return left
 
     def exited(self) -> list[str]:
-        """The long-running services whose container has stopped, with their status."""
+        """The long-running services whose container has stopped, and the one-shots that failed."""
         listing = run(
             [
                 "docker", "ps", "--all", "--filter", f"label=com.docker.compose.project={self.project}",
@@ -239,7 +255,11 @@ class Compose:
             ],
             capture=True,
         ).stdout.splitlines()  # fmt: skip
-        return [line for line in listing if line.split(":")[0] not in ONE_SHOTS]
+        return [
+            line
+            for line in listing
+            if line.split(":")[0] not in ONE_SHOTS or not line.split(": ", 1)[1].startswith("Exited (0)")
+        ]
 
     def check_running(self) -> None:
         if stopped := self.exited():
@@ -250,12 +270,18 @@ def dag_runs(api: AirflowApi) -> list[dict[str, Any]]:
     return api("GET", f"/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
 
 
-def backfill_seeded_days(api: AirflowApi, compose: Compose, timeout: float) -> list[dict[str, Any]]:
-    """The seeded days backfilled through the REST API, run to the end; returns the runs."""
+def backfill_seeded_days(
+    api: AirflowApi, compose: Compose, timeout: float, *, through_service: bool
+) -> list[dict[str, Any]]:
+    """The seeded days backfilled through the REST API (or by the airflow-seeded-days service),
+    run to the end; returns the runs."""
     days = seeded_days(datetime.now(UTC).date())
-    api.backfill(DAG_ID, days[0], days[-1])
-    api.unpause(DAG_ID)
-    log(f"backfill of {days[0]} .. {days[-1]} created through POST /api/v2/backfills; DAG unpaused")
+    if through_service:
+        log(f"backfill of {days[0]} .. {days[-1]}: by the airflow-seeded-days service")
+    else:
+        api.backfill(DAG_ID, days[0], days[-1])
+        api.unpause(DAG_ID)
+        log(f"backfill of {days[0]} .. {days[-1]} created through POST /api/v2/backfills; DAG unpaused")
     finished: list[dict[str, Any]] = []
 
     def done() -> bool:
@@ -277,7 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to try each missing base image's pull (0: build its stand-in at once)",
     )
     parser.add_argument("--backfill-timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--celery",
+        action="store_true",
+        help="with docker-compose.celery.yaml (CeleryExecutor: Redis and a Celery worker)",
+    )
+    parser.add_argument(
+        "--seeded-days-service",
+        action="store_true",
+        help="backfill with the profile seeded-days (the documented way) instead of the REST API",
+    )
     args = parser.parse_args(argv)
+    files = ["docker-compose.yaml", *(["docker-compose.celery.yaml"] if args.celery else [])]
+    profiles = ["seeded-days"] if args.seeded_days_service else []
     for program in ("docker", "docker-compose"):
         if not shutil.which(program):
             sys.exit(
@@ -288,11 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     timings: dict[str, float] = {}
     with timed("base images", timings):
-        ensure_base_images(args.pull_timeout)
+        ensure_base_images({**BASE_IMAGES, **(CELERY_IMAGES if args.celery else {})}, args.pull_timeout)
     with timed("project images (one build each)", timings):
         build_project_images()
     api_port, aws_port = free_port(), free_port()
-    compose = Compose(PROJECT, {"AIRFLOW_API_PORT": str(api_port), "LOCAL_AWS_PORT": str(aws_port)})
+    ports = {"AIRFLOW_API_PORT": str(api_port), "LOCAL_AWS_PORT": str(aws_port)}
+    compose = Compose(PROJECT, ports, files, profiles)
+    log(f"docker-compose {' '.join(compose.options)}")
     compose("down", "--volumes", "--remove-orphans", timeout=300)  # a killed run's leftovers
     failure: BaseException | None = None
     try:
@@ -306,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
 
             wait_until(ready, 600, "the api-server and the DAG", 2.0)
         with timed("backfill of the seeded days", timings):
-            runs = backfill_seeded_days(api, compose, args.backfill_timeout)
+            runs = backfill_seeded_days(
+                api, compose, args.backfill_timeout, through_service=args.seeded_days_service
+            )
         states = {run["logical_date"][:10]: run["state"] for run in runs}
         log(f"runs: {states}")
         if set(states.values()) != {"success"}:

@@ -14,9 +14,11 @@ ENV AIRFLOW_HOME=/opt/airflow \
     PATH=/home/airflow/.venv/bin:/usr/local/python/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER airflow
 # the official image's providers that the project's compose files use: postgres (the metadata
-# database's driver) and celery (docker-compose.celery.yaml)
+# database's driver) and celery (docker-compose.celery.yaml). celery<5.7: the official image installs
+# with Airflow's constraints; unconstrained, pip takes celery 5.7.0, which no longer has the
+# celery.backends.database.retry that apache-airflow-providers-celery 3.26.0 imports (the worker dies)
 RUN python -m venv /home/airflow/.venv \
-    && pip install --no-cache-dir "apache-airflow[celery,postgres]==3.3.2"
+    && pip install --no-cache-dir "apache-airflow[celery,postgres]==3.3.2" "celery<5.7"
 COPY airflow-entrypoint.sh /entrypoint
 WORKDIR /opt/airflow
 EXPOSE 8080
