@@ -32,13 +32,19 @@ case "${1:-}" in
     ;;
   stop)
     run="${2:?usage: $0 stop RUN_FOLDER}"
-    pid="$(cat "$run/started.pid")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
+    if [ -s "$run/started.pid" ]; then
+      pid="$(cat "$run/started.pid")"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 60); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+      done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    # dockerd leaves its default network namespace mounted in the exec root: unmount what is there
+    awk -v run="$run/" 'index($2, run) == 1 {print $2}' /proc/mounts | sort -r | while read -r mount; do
+      umount "$mount"
     done
-    kill -9 "$pid" 2>/dev/null || true
     rm -rf "$run"
     ;;
   *)
