@@ -72,10 +72,12 @@ stack-test: install
 	$(BIN)/python -m pytest -m stack
 
 # The DAG file's parse cost over an empty DAG; then BatchPredictOperator against a zero-CPU S3 and
-# endpoint stand-in: throughput vs the concurrency limit, memory.
+# endpoint stand-in: throughput vs the concurrency limit, memory; then a 10,000-image day in 1, 2 and 4
+# shards (predict_shards) on 2 worker processes.
 bench: install
 	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_predict.py
+	$(BIN)/python bench/bench_shards.py
 
 # Selection strategies against random picks on three synthetic worlds; table, JSON and plot in experiment-output/.
 experiment: install
