@@ -499,6 +499,8 @@ class Stack:
         """An empty PostgreSQL cluster on a free port (TCP on 127.0.0.1 only, password login), and
         the ``airflow`` database. As root it runs as Debian's ``postgres`` user, its data in a
         temporary folder that user owns (a test's home may lie under a folder only root enters)."""
+        import psycopg2  # installed with the Celery stack's requirements (requirements-dev.txt)
+
         binaries = postgres_binaries()
         user = POSTGRES_USER if os.geteuid() == 0 else None
         self.data_folder = Path(tempfile.mkdtemp(prefix="airflow-stack-postgres-"))
@@ -526,24 +528,21 @@ class Stack:
         ]  # fmt: skip
         self._spawn("postgres", server, os.environ, user)
 
-        def accepting() -> bool:
-            import psycopg2
+        def connect() -> Any:
+            return psycopg2.connect(
+                host="127.0.0.1", port=port, user="airflow", password=password, dbname="postgres"
+            )
 
+        def accepting() -> bool:
             self._check_alive()
             try:
-                psycopg2.connect(
-                    host="127.0.0.1", port=port, user="airflow", password=password, dbname="postgres"
-                ).close()
+                connect().close()
             except psycopg2.OperationalError:
                 return False
             return True
 
         wait_until(accepting, 60, f"PostgreSQL (see {self.log('postgres')})", 0.2)
-        import psycopg2
-
-        connection = psycopg2.connect(
-            host="127.0.0.1", port=port, user="airflow", password=password, dbname="postgres"
-        )
+        connection = connect()
         connection.autocommit = True  # CREATE DATABASE runs outside a transaction
         try:
             with connection.cursor() as cursor:  # not `with connection`: that opens a transaction
@@ -688,9 +687,15 @@ def up(args: argparse.Namespace) -> None:
                 if stack.label_studio
                 else ""
             )
+            celery = (
+                f"CeleryExecutor: workers {', '.join(CELERY_WORKERS)}; PostgreSQL on 127.0.0.1:"
+                f"{stack.ports['postgres']}, Redis on 127.0.0.1:{stack.ports['redis']}\n"
+                if stack.executor == "celery"
+                else ""
+            )
             print(
                 f"\nAirflow UI: {stack.api_url}  (login {USERNAME} / {PASSWORD})\n"
-                f"{reviewing}local AWS:  {stack.aws_url}\n{backfilled}\n"
+                f"{reviewing}{celery}local AWS:  {stack.aws_url}\n{backfilled}\n"
                 f"logs in {stack.home}; stop with `make airflow-stop` or Ctrl-C\n",
                 flush=True,
             )
