@@ -55,9 +55,10 @@ chaos: install
 # The local AWS and a real local Airflow (api-server, scheduler, dag-processor, triggerer) with the
 # demo's settings and seeded days; runs until `make airflow-stop` or Ctrl-C. Its home: airflow-stack/.
 # LABEL_STUDIO=1: a local Label Studio on http://127.0.0.1:8081 reviews (you, in the browser).
+# EXECUTOR=celery: PostgreSQL, Redis, the CeleryExecutor and two Celery workers (apt-get install postgresql redis-server).
 # STACK_ARGS passes options (make airflow STACK_ARGS=--no-backfill; .venv/bin/python -m tools.stack up --help).
 airflow: install
-	$(BIN)/python -m tools.stack up $(if $(LABEL_STUDIO),--label-studio) $(STACK_ARGS)
+	$(BIN)/python -m tools.stack up $(if $(LABEL_STUDIO),--label-studio) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(STACK_ARGS)
 
 airflow-stop:
 	$(BIN)/python -m tools.stack stop
