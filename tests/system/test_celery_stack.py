@@ -3,7 +3,8 @@
 Starts it as a user would, beside the default stack (SQLite, LocalExecutor), both on free ports and
 at once (one wall time for both), backfills the 3 seeded days in each, and checks that every day
 succeeded on Celery, that one day's tasks ran on both workers, that the days wrote what the
-LocalExecutor's days wrote, and that a cleared task reruns on a worker; then ``make airflow-stop``
+LocalExecutor's days wrote (the Celery stack predicts each day in 2 shards, ``predict_shards``: the
+routing must come out as one task's), and that a cleared task reruns on a worker; then ``make airflow-stop``
 leaves no process, no listening socket (PostgreSQL's and Redis's included) and no data folder.
 """
 
@@ -43,6 +44,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(1200)]
 # when an earlier training took its labels (so its training, cost and tasks depend on which days
 # finished first), and which day's model wins the endpoint's compare-and-swap too.
 TIMES = {"created", "written_at", "creation-date"}
+SHARDS = 2
 ORDER_DEPENDENT_SUMMARY = {"training", "validation_map", "gate", "serving_model", "endpoint_config", "tasks"}
 
 
@@ -54,8 +56,12 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Runni
         "local": tmp_path_factory.mktemp("local") / "airflow",
     }
     options = {"celery": ("--executor", "celery"), "local": ()}
+    env = {"celery": {"AL_PREDICT_SHARDS": str(SHARDS)}, "local": {}}
     with ThreadPoolExecutor(2) as pool:
-        futures = {name: pool.submit(start_stack, home, None, *options[name]) for name, home in homes.items()}
+        futures = {
+            name: pool.submit(start_stack, home, None, *options[name], env=env[name])
+            for name, home in homes.items()
+        }
         started = {name: future.result() for name, future in futures.items()}
     try:
         yield started
@@ -151,6 +157,10 @@ def test_a_backfill_on_celery_runs_on_both_workers_and_writes_what_the_local_exe
 
     hosts_by_day = {}
     for run in backfills["runs"]["celery"]:
+        path = f"/dags/{DAG_ID}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances"
+        shards = [ti for ti in celery.api("GET", path)["task_instances"] if ti["task_id"] == "predict_shard"]
+        assert sorted((ti["map_index"], ti["state"]) for ti in shards) == [(0, "success"), (1, "success")]
+        print(f"{run['dag_run_id']}: predict_shard on {[ti['hostname'] for ti in shards]}")
         ran = [
             ti
             for ti in task_instances(celery.api, DAG_ID, run["dag_run_id"]).values()
@@ -164,6 +174,10 @@ def test_a_backfill_on_celery_runs_on_both_workers_and_writes_what_the_local_exe
 
     for day in backfills["days"]:
         on_celery, on_local = day_outputs(celery, day.isoformat()), day_outputs(local, day.isoformat())
+        shard_files = {name for name in on_celery if name.startswith("shards/")}
+        assert shard_files == {f"shards/{shard}-of-{SHARDS}.jsonl" for shard in range(SHARDS)}, day
+        sharded = sum(len(on_celery.pop(name)) for name in shard_files)
+        assert sharded == len(on_local["predictions.jsonl"]) + len(on_local.get("quarantine.jsonl", [])), day
         assert on_celery.keys() == on_local.keys(), day
         written = {"predictions.jsonl", "human-loops.jsonl", "augmented.manifest", "summary.json"}
         assert written <= set(on_celery), day
