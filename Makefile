@@ -62,9 +62,10 @@ chaos: install
 # The local AWS and a real local Airflow (api-server, scheduler, dag-processor, triggerer) with the
 # demo's settings and seeded days; runs until `make airflow-stop` or Ctrl-C. Its home: airflow-stack/.
 # LABEL_STUDIO=1: a local Label Studio on http://127.0.0.1:8081 reviews (you, in the browser).
+# EXECUTOR=celery: PostgreSQL, Redis, the CeleryExecutor and two Celery workers (apt-get install postgresql redis-server).
 # STACK_ARGS passes options (make airflow STACK_ARGS=--no-backfill; .venv/bin/python -m tools.stack up --help).
 airflow: install
-	$(BIN)/python -m tools.stack up $(if $(LABEL_STUDIO),--label-studio) $(STACK_ARGS)
+	$(BIN)/python -m tools.stack up $(if $(LABEL_STUDIO),--label-studio) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(STACK_ARGS)
 
 airflow-stop:
 	$(BIN)/python -m tools.stack stop
@@ -79,10 +80,12 @@ stack-test: install
 	$(BIN)/python -m pytest -m stack
 
 # The DAG file's parse cost over an empty DAG; then BatchPredictOperator against a zero-CPU S3 and
-# endpoint stand-in: throughput vs the concurrency limit, memory.
+# endpoint stand-in: throughput vs the concurrency limit, memory; then a 10,000-image day in 1, 2 and 4
+# shards (predict_shards) on 2 worker processes.
 bench: install
 	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_predict.py
+	$(BIN)/python bench/bench_shards.py
 
 # Selection strategies against random picks on three synthetic worlds; table, JSON and plot in experiment-output/.
 experiment: install

@@ -2,9 +2,10 @@
 
 One asyncio process on 127.0.0.1 answers, with AWS's wire shapes, just what ``BatchPredictOperator``
 calls: ``ListObjectsV2`` (a synthetic day of N keys, paged by 1,000), ``GetObject`` (the same small
-JPEG for every key), ``PutObject`` (accepted, discarded) and ``InvokeEndpoint`` (a canned prediction
-after a fixed latency, like a remote endpoint's round trip). Nothing is decoded or computed per
-request beyond parsing the request line, so the endpoint and the store cost next to no CPU.
+JPEG for every key), ``PutObject`` (accepted; kept in memory only under ``/shards/``, the day's
+shards, which routing reads back with ``HeadObject`` and ``GetObject``) and ``InvokeEndpoint`` (a
+canned prediction after a fixed latency, like a remote endpoint's round trip). Nothing is decoded or
+computed per request beyond parsing the request line, so the endpoint and the store cost next to no CPU.
 
 ``--days`` says what ``incoming/<day>/`` holds: ``{"2026-11-01": {"count": 100}}`` lists 100 JPEG keys;
 ``{"count": 8, "size_mib": 150}`` lists 8 objects of 150 MiB, served (should anything fetch them) as
@@ -72,6 +73,7 @@ class StandIn:
     def __init__(self, latency: float, days: dict[str, dict[str, int]]) -> None:
         self.latency = latency
         self.days = days
+        self.kept: dict[str, bytes] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -91,13 +93,12 @@ class StandIn:
                     expect_continue
                 ):  # as S3 does; botocore otherwise waits 1 s before sending a PutObject body
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                if length:
-                    await reader.readexactly(length)
-                status, content_type, body = await self.answer(method, target)
+                payload = await reader.readexactly(length) if length else b""
+                status, content_type, body = await self.answer(method, target, payload)
                 writer.write(
                     f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
                     f'Content-Length: {len(body)}\r\nETag: "bench"\r\n\r\n'.encode()
-                    + body
+                    + (b"" if method == "HEAD" else body)
                 )
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -105,7 +106,7 @@ class StandIn:
         finally:
             writer.close()
 
-    async def answer(self, method: str, target: str) -> tuple[str, str, bytes]:
+    async def answer(self, method: str, target: str, payload: bytes) -> tuple[str, str, bytes]:
         url = urlsplit(target)
         path = unquote(url.path)
         if method == "POST" and path.endswith("/invocations"):
@@ -117,10 +118,16 @@ class StandIn:
             token = query.get("continuation-token", [None])[0]
             prefix = query.get("prefix", [""])[0]
             return "200 OK", "application/xml", listing(bucket, prefix, token, self.days)
+        if key in self.kept and method in ("GET", "HEAD"):
+            return "200 OK", "application/octet-stream", self.kept[key]
+        if method == "HEAD" or (method == "GET" and "/shards/" in key):
+            return "404 Not Found", "application/xml", b"<Error><Code>NoSuchKey</Code></Error>"
         if method == "GET":
             _, size = day_of(key, self.days)
             return "200 OK", "image/jpeg", JPEG if size == len(JPEG) else bytes(size)
         if method == "PUT":
+            if "/shards/" in key:
+                self.kept[key] = payload
             return "200 OK", "application/xml", b""
         return "404 Not Found", "application/xml", b"<Error><Code>NoSuchKey</Code></Error>"
 

@@ -8,7 +8,8 @@ the same day as the scheduled run for that date):
 2. **create_human_review_workflow**: the worker task UI and flow definition, created idempotently
    (with `review_backend=label_studio`: the Label Studio project; the review tasks keep their ids).
 3. **batch_predict**: predict `incoming/<day>/`; route uncertain images to review
-   (`runs/<day>/predictions.jsonl`, unusable inputs in `runs/<day>/quarantine.jsonl`).
+   (`runs/<day>/predictions.jsonl`, unusable inputs in `runs/<day>/quarantine.jsonl`). With
+   `predict_shards` over 1, mapped **predict_shard** tasks predict the day first, on any workers.
 4. **start_human_loops**: one A2I human loop (or Label Studio task) per routed image, pre-filled
    with the model's boxes.
 5. **wait_for_human_loops**: deferrable wait until the reviewers are done.
@@ -63,7 +64,7 @@ from active_learning.operators.human_loops import StartHumanLoopsOperator
 from active_learning.operators.human_workflow import DEFAULT_TEMPLATE, CreateHumanReviewWorkflowOperator
 from active_learning.operators.manifest import AugmentedManifestOperator
 from active_learning.operators.outcome import FailedDayOperator
-from active_learning.operators.predict import BatchPredictOperator
+from active_learning.operators.predict import BatchPredictOperator, PredictShardOperator
 from active_learning.operators.summary import DaySummaryOperator
 from active_learning.operators.training import IncrementalTrainingOperator
 from active_learning.sensors.human_loops import HumanLoopSensor
@@ -149,6 +150,7 @@ def loop_dag(loop: Loop) -> DAG:
             task_id="batch_predict",
             settings=SETTINGS,
             day=DAY,
+            shards=knobs.predict_shards,
             deferrable=True,
             waiter_delay=knobs.waiter_delay_seconds,
         )
@@ -219,7 +221,15 @@ def loop_dag(loop: Loop) -> DAG:
             outlets=[model_asset],
         )
 
-        [deploy_model, review_workflow] >> batch_predict
+        predict_tasks = [batch_predict]
+        if knobs.predict_shards > 1:
+            # the day's real-time predictions spread over the workers; batch_predict routes them all
+            predict_shard = PredictShardOperator.partial(
+                task_id="predict_shard", settings=SETTINGS, day=DAY, shards=knobs.predict_shards
+            ).expand(shard=list(range(knobs.predict_shards)))
+            predict_tasks.insert(0, predict_shard)
+            predict_shard >> batch_predict
+        [deploy_model, review_workflow] >> predict_tasks[0]
         batch_predict >> start_human_loops >> wait_for_human_loops >> augmented_manifest
         # trains only after a wait that succeeded: a day failed or timed out with on_timeout=fail keeps
         # its harvested labels for later days, but neither trains nor updates
@@ -228,7 +238,7 @@ def loop_dag(loop: Loop) -> DAG:
         day_tasks = [
             deploy_model,
             review_workflow,
-            batch_predict,
+            *predict_tasks,
             start_human_loops,
             wait_for_human_loops,
             augmented_manifest,
@@ -243,7 +253,8 @@ def loop_dag(loop: Loop) -> DAG:
             settings=SETTINGS,
             day=DAY,
             loop=loop.dag_id,
-            summarized_tasks=[task.task_id for task in day_tasks],
+            # the shards' counts are batch_predict's
+            summarized_tasks=[task.task_id for task in day_tasks if task.task_id != "predict_shard"],
             prices=prices,
             target_validation_map=knobs.target_validation_map,
             alert_route=route,

@@ -120,6 +120,12 @@ def main(argv: list[str] | None = None) -> None:
         help="how batch_predict predicts: the endpoint, or a Batch Transform job a day",
     )
     parser.add_argument(
+        "--predict-shards",
+        type=int,
+        default=1,
+        help="real time: predict each day in this many mapped predict_shard tasks (predict_shards)",
+    )
+    parser.add_argument(
         "--runs-per-day",
         type=int,
         default=1,
@@ -150,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"initial model trained on 4 scenes: held-out mAP {initial_map}", flush=True)
         env = airflow_env(home, emulator.url, world.classes)
         env["AL_PREDICT_MODE"] = args.predict_mode
+        env["AL_PREDICT_SHARDS"] = str(args.predict_shards)
         run([AIRFLOW, "db", "migrate"], env, log)
         rows: list[dict[str, Any]] = [
             {

@@ -8,6 +8,12 @@ demo's settings (:func:`tools.airflow_runs.airflow_env`; the caller's own ``AL_*
 It prints the UI's URL and login and keeps running until ``python -m tools.stack stop``
 (``make airflow-stop``) or Ctrl-C, which stop every process it started, their children included.
 
+``--executor celery`` (``make airflow EXECUTOR=celery``) runs a production-shaped Airflow instead:
+Debian's PostgreSQL (the metadata database and Celery's result backend) and Redis (the broker),
+each started from its binaries on a free 127.0.0.1 port with its data in a temporary folder, the
+CeleryExecutor and two ``airflow celery worker`` processes, each reporting its own task-instance
+host name (``tools.worker_hostname``).
+
 docker-compose.yaml runs the same commands with the same settings: :data:`AIRFLOW_COMPONENTS`,
 :func:`emulator_command`, :func:`seed_command` and :func:`shared_settings` are what both run, and
 ``tests/test_docker_compose.py`` compares them with the compose file.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import secrets
@@ -25,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -107,6 +115,17 @@ RUNTIME_SETTINGS: dict[str, str] = {
     "AL_WAITER_DELAY_SECONDS": "10",
     "AL_REVIEW_POLL_SECONDS": "10",
 }
+EXECUTORS = ("local", "celery")
+# The Celery stack's workers: two, so that a day's tasks spread over both; a few slots each.
+CELERY_WORKERS = ("worker-1", "worker-2")
+CELERY_SETTINGS: dict[str, str] = {
+    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
+}
+POSTGRES_USER = "postgres"  # the system user Debian's package creates: PostgreSQL refuses root
+
+
 # Keys of tools.airflow_runs.airflow_env that name places on this machine, not settings.
 LOCAL_PLACES = (
     "AIRFLOW_HOME",
@@ -219,6 +238,30 @@ def seeded_days_script(dag_id: str = DAG_ID) -> str:
     )
 
 
+def postgres_binaries() -> Path:
+    """Debian's PostgreSQL programs (``apt-get install postgresql``), the newest version's."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        raise RuntimeError("no PostgreSQL: apt-get install postgresql (see docs/local-stack.md)")
+    return Path(found[-1]).parent
+
+
+def redis_server() -> str:
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server: apt-get install redis-server (see docs/local-stack.md)")
+    return found
+
+
+def celery_worker_command(name: str, home: Path) -> list[str]:
+    """A Celery worker of its own name and pid file (the default pid file is one per home)."""
+    return [
+        "airflow", "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency",
+        CELERY_SETTINGS["AIRFLOW__CELERY__WORKER_CONCURRENCY"], "--queues", "default",
+        "--pid", str(home / f"{name}.pid"), "--skip-serve-logs",
+    ]  # fmt: skip
+
+
 def local_command(command: list[str] | tuple[str, ...]) -> list[str]:
     """A shared command as this machine runs it: ``python`` and ``airflow`` from this venv."""
     program, *arguments = command
@@ -328,6 +371,8 @@ class Stack:
     :param overrides: extra environment for every Airflow process (e.g. a test's settings).
     :param label_studio_port: with a port (0: a free one), a local Label Studio reviews instead of
         the local AWS's A2I reviewers: a person answers in the browser; its data in ``home``.
+    :param executor: ``local`` (LocalExecutor) or ``celery`` (PostgreSQL, Redis, CeleryExecutor and
+        two Celery workers).
     """
 
     home: Path
@@ -335,11 +380,16 @@ class Stack:
     sql_alchemy_conn: str | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
     label_studio_port: int | None = None
+    executor: str = "local"
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     aws_url: str = field(default="", init=False)
     api_url: str = field(default="", init=False)
     label_studio: LabelStudioServer | None = field(default=None, init=False)
     dag_ids: list[str] = field(default_factory=list, init=False)
+    # the Celery stack's PostgreSQL and Redis: their ports, settings and data folder
+    ports: dict[str, int] = field(default_factory=dict, init=False)
+    celery_settings: dict[str, str] = field(default_factory=dict, init=False)
+    data_folder: Path | None = field(default=None, init=False)
 
     @property
     def state_file(self) -> Path:
@@ -348,7 +398,9 @@ class Stack:
     def log(self, name: str) -> Path:
         return self.home / f"{name}.log"
 
-    def _spawn(self, name: str, command: list[str], env: Mapping[str, str]) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, command: list[str], env: Mapping[str, str], user: str | None = None
+    ) -> subprocess.Popen:
         with self.log(name).open("ab") as out:
             # its own session: Ctrl-C reaches this supervisor only, which stops everyone in order
             process = subprocess.Popen(
@@ -358,6 +410,9 @@ class Stack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                user=user,
+                group=user,
+                extra_groups=[] if user else None,
             )
         self._adopt(name, process)
         return process
@@ -375,12 +430,17 @@ class Stack:
                     "api_url": self.api_url,
                     "aws_url": self.aws_url,
                     "label_studio_url": self.label_studio.url if self.label_studio else None,
+                    "executor": self.executor,
+                    "ports": self.ports,
+                    "data_folder": str(self.data_folder) if self.data_folder else None,
                 }
             )
         )
 
-    def _run(self, name: str, command: list[str], env: Mapping[str, str], timeout: float) -> None:
-        process = self._spawn(name, command, env)
+    def _run(
+        self, name: str, command: list[str], env: Mapping[str, str], timeout: float, user: str | None = None
+    ) -> None:
+        process = self._spawn(name, command, env, user)
         try:
             returncode = process.wait(timeout=timeout)
         finally:
@@ -402,6 +462,7 @@ class Stack:
         )
         if self.sql_alchemy_conn:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.sql_alchemy_conn
+        env.update(self.celery_settings)
         if self.label_studio is not None:
             env.update(self.label_studio.reviewing_settings(), **PERSON_REVIEW_SETTINGS)
         # the caller's own settings win (AL_REQUIRE_APPROVAL=true make airflow)
@@ -423,6 +484,9 @@ class Stack:
         return self
 
     def _start(self, timeout: float) -> None:
+        if self.executor == "celery":
+            self._start_postgres()
+            self._start_redis()
         emulator_state = self.home / "emulator.json"
         self._spawn("aws", emulator_command("127.0.0.1", 0, str(emulator_state)), os.environ)
         wait_until(emulator_state.exists, 60, f"the local AWS (see {self.log('aws')})", 0.2)
@@ -448,21 +512,130 @@ class Stack:
             self._run("airflow-init", list(command), env, 300)
         for name, command in AIRFLOW_COMPONENTS.items():
             self._spawn(name, list(command), env)
+        if self.executor == "celery":
+            for worker in CELERY_WORKERS:
+                worker_env = {
+                    **env,
+                    # tools.worker_hostname, importable from the repository's root
+                    "PYTHONPATH": os.pathsep.join([str(ROOT), env["PYTHONPATH"]]),
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tools.worker_hostname.hostname",
+                    "STACK_WORKER_HOSTNAME": worker,
+                }
+                self._spawn(worker, celery_worker_command(worker, self.home), worker_env)
         api = AirflowApi(self.api_url)
 
         def ready() -> bool:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({process.returncode}); see {self.log(name)}")
+            self._check_alive()
             return api.healthy() and all(api.dag_parsed(dag_id) for dag_id in self.dag_ids)
 
         wait_until(ready, timeout, f"the api-server and the DAGs {self.dag_ids} (logs in {self.home})")
 
+    def _start_postgres(self) -> None:
+        """An empty PostgreSQL cluster on a free port (TCP on 127.0.0.1 only, password login), and
+        the ``airflow`` database. As root it runs as Debian's ``postgres`` user, its data in a
+        temporary folder that user owns (a test's home may lie under a folder only root enters)."""
+        import psycopg2  # installed with the Celery stack's requirements (requirements-dev.txt)
+
+        binaries = postgres_binaries()
+        user = POSTGRES_USER if os.geteuid() == 0 else None
+        self.data_folder = Path(tempfile.mkdtemp(prefix="airflow-stack-postgres-"))
+        self._write_state()  # removed by a stop from now on
+        if user:
+            shutil.chown(self.data_folder, user, user)
+        password = secrets.token_urlsafe(24)
+        password_file = self.data_folder / "password"
+        password_file.write_text(password)
+        if user:
+            shutil.chown(password_file, user, user)
+        initdb = [
+            str(binaries / "initdb"), "--pgdata", str(self.data_folder / "data"), "--username", "airflow",
+            "--pwfile", str(password_file), "--auth", "scram-sha-256", "--encoding", "UTF8",
+            "--no-locale", "--no-sync",
+        ]  # fmt: skip
+        self._run("postgres-init", initdb, os.environ, 120, user)
+        password_file.unlink()
+        port = self.ports["postgres"] = free_port()
+        # a throwaway cluster: durability traded for speed
+        server = [
+            str(binaries / "postgres"), "-D", str(self.data_folder / "data"), "-p", str(port),
+            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        ]  # fmt: skip
+        self._spawn("postgres", server, os.environ, user)
+
+        def connect() -> Any:
+            return psycopg2.connect(
+                host="127.0.0.1", port=port, user="airflow", password=password, dbname="postgres"
+            )
+
+        def accepting() -> bool:
+            self._check_alive()
+            try:
+                connect().close()
+            except psycopg2.OperationalError:
+                return False
+            return True
+
+        wait_until(accepting, 60, f"PostgreSQL (see {self.log('postgres')})", 0.2)
+        connection = connect()
+        connection.autocommit = True  # CREATE DATABASE runs outside a transaction
+        try:
+            with connection.cursor() as cursor:  # not `with connection`: that opens a transaction
+                cursor.execute("CREATE DATABASE airflow")
+        finally:
+            connection.close()
+        address = f"airflow:{password}@127.0.0.1:{port}/airflow"
+        self.celery_settings.update(
+            CELERY_SETTINGS,
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"postgresql+psycopg2://{address}",
+            AIRFLOW__CELERY__RESULT_BACKEND=f"db+postgresql+psycopg2://{address}",
+        )
+        self._write_state()
+
+    def _start_redis(self) -> None:
+        """Redis on a free port: 127.0.0.1 only, a password, nothing saved to disk."""
+        import redis
+
+        port = self.ports["redis"] = free_port()
+        password = secrets.token_urlsafe(24)
+        folder = self.home / "redis"
+        folder.mkdir()
+        config = folder / "redis.conf"  # the password stays out of the command line
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+            f'save ""\nappendonly no\ndir {folder}\n'
+        )
+        config.chmod(0o600)
+        self._spawn("redis", [redis_server(), str(config)], os.environ)
+        client = redis.Redis(host="127.0.0.1", port=port, password=password)
+
+        def answering() -> bool:
+            self._check_alive()
+            try:
+                return bool(client.ping())
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait_until(answering, 30, f"Redis (see {self.log('redis')})", 0.2)
+        client.close()
+        self.celery_settings["AIRFLOW__CELERY__BROKER_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
+        self._write_state()
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited ({process.returncode}); see {self.log(name)}")
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every process, the Airflow components first, their children included."""
         for name in reversed(list(self.processes)):
-            stop_process_tree(self.processes[name].pid, timeout)
+            process = self.processes[name]
+            if name == "postgres":  # a fast shutdown: the postmaster stops its own children
+                stop_postgres(process.pid, timeout)
+            stop_process_tree(process.pid, timeout)
         self.processes.clear()
+        if self.data_folder is not None:
+            shutil.rmtree(self.data_folder, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Stack:
@@ -494,6 +667,15 @@ def stop_process_tree(pid: int, timeout: float = 30.0) -> None:
         os.waitpid(pid, os.WNOHANG)  # reap it when it was ours
 
 
+def stop_postgres(pid: int, timeout: float = 30.0) -> None:
+    """SIGINT, PostgreSQL's fast shutdown (SIGTERM waits for every client to disconnect)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        postmaster = psutil.Process(pid)
+        postmaster.send_signal(signal.SIGINT)
+        with contextlib.suppress(psutil.TimeoutExpired):
+            postmaster.wait(timeout)
+
+
 @contextlib.contextmanager
 def stop_signals() -> Iterator[threading.Event]:
     """An event set by SIGTERM (``make airflow-stop``) or SIGINT (Ctrl-C)."""
@@ -517,6 +699,7 @@ def up(args: argparse.Namespace) -> None:
             os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"),
             overrides,
             args.label_studio_port if args.label_studio else None,
+            args.executor,
         )
         with_label_studio = (
             " and Label Studio (its first start takes a minute or two)" if args.label_studio else ""
@@ -539,9 +722,15 @@ def up(args: argparse.Namespace) -> None:
                 if stack.label_studio
                 else ""
             )
+            celery = (
+                f"CeleryExecutor: workers {', '.join(CELERY_WORKERS)}; PostgreSQL on 127.0.0.1:"
+                f"{stack.ports['postgres']}, Redis on 127.0.0.1:{stack.ports['redis']}\n"
+                if stack.executor == "celery"
+                else ""
+            )
             print(
                 f"\nAirflow UI: {stack.api_url}  (login {USERNAME} / {PASSWORD})\n"
-                f"{reviewing}local AWS:  {stack.aws_url}\n{backfilled}\n"
+                f"{reviewing}{celery}local AWS:  {stack.aws_url}\n{backfilled}\n"
                 f"logs in {stack.home}; stop with `make airflow-stop` or Ctrl-C\n",
                 flush=True,
             )
@@ -569,8 +758,12 @@ def stop(args: argparse.Namespace) -> None:
             60,
             "the stack's supervisor to stop",
         )
-    for pid in state["pids"].values():  # left behind when the supervisor was killed
+    for name, pid in reversed(state["pids"].items()):  # left behind when the supervisor was killed
+        if name == "postgres":
+            stop_postgres(pid)
         stop_process_tree(pid)
+    if state.get("data_folder"):
+        shutil.rmtree(state["data_folder"], ignore_errors=True)
     state_file.unlink(missing_ok=True)
     print("local Airflow stopped")
 
@@ -596,6 +789,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     start.add_argument(
         "--label-studio-port", type=int, default=LOCAL_PORT, help="Label Studio's port (0: a free one)"
+    )
+    start.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: LocalExecutor on SQLite; celery: CeleryExecutor, two workers, PostgreSQL and Redis "
+        "(Debian's postgresql and redis-server)",
     )
     halt = commands.add_parser("stop", help="stop the stack started in --home")
     for command in (start, halt):

@@ -455,6 +455,14 @@ class DagSettings:
         "labels are kept for later days; it neither trains nor updates)",
         choices=("continue", "fail"),
     )
+    predict_shards: int = setting(
+        1,
+        description="real-time prediction of a day spread over this many predict_shard tasks (dynamic "
+        "task mapping; each worker takes some), by a hash of the image key; batch_predict then routes "
+        "the whole day. 1: batch_predict predicts the day itself",
+        minimum=1,
+        maximum=64,
+    )
     retry_delay_seconds: float = setting(300, description="seconds before a failed task's retry", minimum=0)
     model_update_pool: str = setting(
         "",

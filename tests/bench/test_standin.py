@@ -65,3 +65,16 @@ def test_invoke_endpoint_answers_a_canned_prediction_after_the_latency(url: str)
     )
     assert time.monotonic() - started >= 0.2
     assert json.loads(response["Body"].read())["prediction"][0][:2] == [0.0, 0.42]
+
+
+def test_a_shards_file_is_kept_and_read_back_and_others_are_not(url: str) -> None:
+    s3 = client("s3", url)
+    shard = "active-learning/runs/2026-11-01/shards/0-of-2.jsonl"
+    with pytest.raises(s3.exceptions.ClientError, match="404"):
+        s3.head_object(Bucket="b", Key=shard)
+    s3.put_object(Bucket="b", Key=shard, Body=b'{"source": "s3://b/x.jpg"}\n')
+
+    assert s3.head_object(Bucket="b", Key=shard)["ContentLength"] == 27
+    assert s3.get_object(Bucket="b", Key=shard)["Body"].read() == b'{"source": "s3://b/x.jpg"}\n'
+    with pytest.raises(s3.exceptions.ClientError, match="404"):
+        s3.head_object(Bucket="b", Key="active-learning/runs/x.jsonl")

@@ -255,6 +255,41 @@ def test_param_defaults_come_from_environment_variables() -> None:
     )
 
 
+def test_predict_shards_spread_the_days_prediction_over_mapped_tasks() -> None:
+    code = textwrap.dedent(
+        """
+        import json, runpy
+        dag = runpy.run_path('dags/active_learning.py')['active_learning']
+        shard, route = dag.get_task('predict_shard'), dag.get_task('batch_predict')
+        print(json.dumps({
+            "mapped": type(shard).__name__, "shards": shard.expand_input.value["shard"],
+            "kwargs": {k: shard.partial_kwargs.get(k) for k in ("shards",)},
+            "upstream": sorted(shard.upstream_task_ids),
+            "route_upstream": sorted(route.upstream_task_ids),
+            "route_shards": route.shards,
+            "failed_day": "predict_shard" in dag.get_task("failed_day").upstream_task_ids,
+            "summarized": dag.get_task("day_summary").summarized_tasks,
+        }, default=str))
+        """
+    )
+    out = json.loads(run_python(code, AL_PREDICT_SHARDS="3"))
+
+    assert out["mapped"] == "MappedOperator"
+    assert out["shards"] == [0, 1, 2]
+    assert out["kwargs"]["shards"] == 3
+    assert out["upstream"] == ["create_human_review_workflow", "deploy_model"]
+    assert out["route_upstream"] == ["predict_shard"]
+    assert out["route_shards"] == 3
+    assert out["failed_day"] is True
+    assert "predict_shard" not in out["summarized"]
+    assert "batch_predict" in out["summarized"]
+
+
+def test_one_shard_keeps_batch_predict_predicting_the_day(dag) -> None:
+    assert "predict_shard" not in dag.task_ids
+    assert dag.get_task("batch_predict").shards == 1
+
+
 def test_a_bad_environment_value_keeps_the_dag_and_fails_every_task_naming_the_variable() -> None:
     code = textwrap.dedent(
         """

@@ -41,6 +41,9 @@ class RunningStack:
     process: subprocess.Popen
     sessions: set[int]  # each component runs in a session of its own: its children stay in it
     label_studio_url: str | None = None
+    # the Celery stack's PostgreSQL and Redis ports, and PostgreSQL's temporary data folder
+    ports: tuple[int, ...] = ()
+    data_folder: str | None = None
 
     def log(self, name: str) -> str:
         return (self.home / f"{name}.log").read_text(errors="replace")
@@ -74,13 +77,21 @@ def start_stack(
     state = json.loads((home / "stack.json").read_text())
     sessions = {process.pid, *state["pids"].values()}
     return RunningStack(
-        home, AirflowApi(state["api_url"]), state["aws_url"], process, sessions, state["label_studio_url"]
+        home,
+        AirflowApi(state["api_url"]),
+        state["aws_url"],
+        process,
+        sessions,
+        state["label_studio_url"],
+        tuple(state["ports"].values()),
+        state["data_folder"],
     )
 
 
 def leftovers(stack: RunningStack) -> list[str]:
     """Processes of the stack still alive (in a component's session, or naming its home: Airflow
-    renames its processes, which can hide their command line and environment), and its ports."""
+    renames its processes, which can hide their command line and environment), its ports, and
+    PostgreSQL's data folder."""
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "environ"]):
         try:
@@ -92,10 +103,12 @@ def leftovers(stack: RunningStack) -> list[str]:
         if session in stack.sessions or named or environ.get("AIRFLOW_HOME") == str(stack.home):
             found.append(f"process {process.info['pid']}: {process.info['cmdline']}")
     urls = (stack.api.url, stack.aws_url, stack.label_studio_url)
-    ports = {int(url.rsplit(":", 1)[1]) for url in urls if url}
+    ports = {int(url.rsplit(":", 1)[1]) for url in urls if url} | set(stack.ports)
     for connection in psutil.net_connections(kind="inet"):
         if connection.status == psutil.CONN_LISTEN and connection.laddr.port in ports:
             found.append(f"listening on {connection.laddr}")
+    if stack.data_folder and Path(stack.data_folder).exists():
+        found.append(f"folder {stack.data_folder}")
     return found
 
 

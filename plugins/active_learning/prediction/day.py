@@ -1,17 +1,19 @@
-"""Predict every object of a day with a predictor, route the whole day, write its two files."""
+"""Predict every object of a day with a predictor (in one task, or in shards of the day), route the
+whole day, write its two files."""
 
 from __future__ import annotations
 
 import json
 import logging
 import tempfile
+import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, timedelta
 from typing import Any, NamedTuple
 
 from active_learning.concurrency import bounded_map
-from active_learning.detections import PredictionParseError, parse_prediction, top_score
+from active_learning.detections import Detection, PredictionParseError, parse_prediction, top_score
 from active_learning.hooks.s3_lines import S3ClientHook, S3JsonLinesWriter, iter_objects, labelled_lines
 from active_learning.images import ImageProperties, Quarantined, read_image
 from active_learning.routing import Decision, RoutingPolicy
@@ -40,17 +42,66 @@ def _decision(record: dict[str, Any]) -> Decision:
     return Decision(record["review"], record["reason"], record["top_score"])
 
 
-def predict_and_route_day(
+def in_shard(key: str, shard: int, shards: int) -> bool:
+    """Whether ``key`` belongs to ``shard`` of ``shards``: a hash of the key (CRC-32, the same in
+    every process and on every rerun), so each shard reads its own part of the day's listing."""
+    return zlib.crc32(key.encode("utf-8")) % shards == shard
+
+
+def shard_key(settings: LoopSettings, day: date, shard: int, shards: int) -> str:
+    """Where one shard's predictions wait for the day's routing."""
+    return settings.run_key(day, f"shards/{shard}-of-{shards}.jsonl")
+
+
+def predict_records(
     s3: S3ClientHook,
     settings: LoopSettings,
     day: date,
     predict: Predictor,
     concurrency: int,
+    shard: tuple[int, int] = (0, 1),
+) -> Iterator[dict[str, Any]]:
+    """Predict the objects of ``incoming/<day>/`` (those of ``shard``: index and count) with at most
+    ``concurrency`` in flight; yields, in completion order, a record per object: its source, image
+    fields, detections and top score, or its source and the reason it is quarantined."""
+    index, shards = shard
+
+    def predict_one(listed: tuple[str, int]) -> dict[str, Any]:
+        key, size = listed
+        source = f"s3://{settings.bucket}/{key}"
+        try:
+            prediction = predict(key, size)
+            try:
+                detections = parse_prediction(prediction.body)
+            except PredictionParseError as err:
+                raise Quarantined(f"unreadable prediction: {err}") from err
+        except Quarantined as err:
+            return {"source": source, "reason": str(err)}
+        return {
+            "source": source,
+            **({} if prediction.image is None else image_fields(prediction.image)),
+            "detections": [detection.to_list() for detection in detections],
+            "top_score": top_score(detections),
+        }
+
+    objects = iter_objects(s3.get_conn(), settings.bucket, settings.incoming_prefix(day))
+    if shards > 1:
+        objects = (listed for listed in objects if in_shard(listed[0], index, shards))
+    for _, record in bounded_map(predict_one, objects, concurrency):
+        yield record
+
+
+def route_day(
+    s3: S3ClientHook,
+    settings: LoopSettings,
+    day: date,
+    records: Iterable[Mapping[str, Any]],
     log: logging.Logger,
 ) -> dict[str, Any]:
-    """Predict every object of ``incoming/<day>/`` with at most ``concurrency`` in flight, route the
-    whole day (threshold, audit, review budget by the selection strategy) and write
-    ``runs/<day>/predictions.jsonl`` and ``runs/<day>/quarantine.jsonl``; returns the day's counts.
+    """Route the whole day's records (from :func:`predict_records`, of every shard): threshold,
+    audit, review budget by the selection strategy; write ``runs/<day>/predictions.jsonl`` and
+    ``runs/<day>/quarantine.jsonl``; returns the day's counts. The decisions do not depend on the
+    records' order (:class:`ReviewBudget`), so the shards of a day route as the whole day would.
 
     Records are spooled to a local file, so memory does not grow with the day's image count. An
     image routed to review that the predictor did not read is read here, for its size (the
@@ -70,46 +121,24 @@ def predict_and_route_day(
         counts = label_counts(labelled_lines(s3, settings, day - timedelta(days=1)), settings.label_attribute)
         log.info("Labelled boxes per class so far: %s", dict(sorted(counts.items())))
     client = s3.get_conn()
-
-    def predict_one(listed: tuple[str, int]) -> dict[str, Any]:
-        key, size = listed
-        source = f"s3://{settings.bucket}/{key}"
-        try:
-            prediction = predict(key, size)
-            try:
-                detections = parse_prediction(prediction.body)
-            except PredictionParseError as err:
-                raise Quarantined(f"unreadable prediction: {err}") from err
-        except Quarantined as err:
-            return {"source": source, "reason": str(err)}
-        decision = policy.with_audit(policy.decide(detections), day.isoformat(), source)
-        return {
-            "source": source,
-            **({} if prediction.image is None else image_fields(prediction.image)),
-            "detections": [detection.to_list() for detection in detections],
-            "top_score": top_score(detections),
-            "rank": selection.rank(detections, counts),
-            "review": decision.review,
-            "reason": decision.reason,
-        }
-
     budget = policy.budget(day.isoformat())
     bucket_uri = f"s3://{settings.bucket}/"
     reasons: Counter[str] = Counter()
     images = reviews = 0
-    objects = iter_objects(client, settings.bucket, settings.incoming_prefix(day))
     predictions = S3JsonLinesWriter(s3, settings.bucket, settings.run_key(day, "predictions.jsonl"))
     quarantine = S3JsonLinesWriter(s3, settings.bucket, settings.run_key(day, "quarantine.jsonl"))
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool, quarantine, predictions:
-        for _, record in bounded_map(predict_one, objects, concurrency):
+        for record in records:
             images += 1
             if "detections" not in record:
                 log.warning("Quarantined %s: %s", record["source"], record["reason"])
                 quarantine.write(record)
                 continue
+            detections = [Detection.from_list(row) for row in record["detections"]]
+            decision = policy.with_audit(policy.decide(detections), day.isoformat(), record["source"])
             # the strategy's rank is all the second pass needs from the first: not written out
-            budget.offer(record["source"], _decision(record), tuple(record.pop("rank")))
-            spool.write(json.dumps(record) + "\n")
+            budget.offer(record["source"], decision, tuple(selection.rank(detections, counts)))
+            spool.write(json.dumps({**record, "review": decision.review, "reason": decision.reason}) + "\n")
         # The review cap needs the whole day: a second pass over the spool applies it.
         spool.seek(0)
         for line in spool:
@@ -137,3 +166,15 @@ def predict_and_route_day(
     }
     log.info("Predictions of %s: %s", day, result)
     return result
+
+
+def predict_and_route_day(
+    s3: S3ClientHook,
+    settings: LoopSettings,
+    day: date,
+    predict: Predictor,
+    concurrency: int,
+    log: logging.Logger,
+) -> dict[str, Any]:
+    """The day in one task: :func:`predict_records` of every object, then :func:`route_day`."""
+    return route_day(s3, settings, day, predict_records(s3, settings, day, predict, concurrency), log)

@@ -32,7 +32,7 @@ from active_learning.images import (
     read_bounded,
 )
 from active_learning.naming import transform_job_name
-from active_learning.operators.predict import BatchPredictOperator
+from active_learning.operators.predict import BatchPredictOperator, PredictShardOperator
 from active_learning.prediction import day as day_module
 from active_learning.prediction import transform as transform_module
 from active_learning.prediction.transform import DayTransformJob, transform_output_prefix
@@ -804,3 +804,130 @@ def test_auto_mode_chooses_by_the_days_object_count(s3: Any, count: int, mode: s
     operator = make_operator(predict_mode="auto", transform_min_images=2)
 
     assert operator.predict_mode(operator.loop_settings, operator.run_day) == mode
+
+
+# a day spread over shards (predict_shards) ---------------------------------------------------------
+
+
+def shard_day(s3: Any, endpoint: FakeEndpoint, images: int = 36) -> None:
+    """A day of images with varied scores and boxes (each image's size picks its answer), one without
+    detections, one the model rejects and one unreadable object."""
+    for index in range(images):
+        width = 40 + index
+        score = round((index * 37 % 100) / 100, 2)
+        endpoint.script[(width, 30)] = [
+            [float(index % 4), score, 0.1, 0.1, 0.3 + index / 200, 0.4],
+            [float((index + 1) % 4), score / 2, 0.5, 0.5, 0.7, 0.9],
+        ]
+        put_image(s3, f"img-{index:03d}.{'png' if index % 5 == 0 else 'jpg'}", "JPEG", width, 30)
+    endpoint.script[(200, 30)] = []
+    put_image(s3, "nothing.jpg", "JPEG", 200, 30)
+    endpoint.script[(201, 30)] = client_error("ModelError", "bad input", "InvokeEndpoint")
+    put_image(s3, "rejected.jpg", "JPEG", 201, 30)
+    put(s3, INCOMING + "broken.jpg", b"not an image")
+
+
+def shards_then_route(shards: int, context: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """The DAG's predict_shard tasks, one per shard, then batch_predict routing them."""
+    results = [
+        PredictShardOperator(
+            task_id="predict_shard", shard=shard, shards=shards, **operator_kwargs(**settings)
+        ).execute(context)
+        for shard in range(shards)
+    ]
+    assert sum(result["images"] for result in results) == 39
+    return BatchPredictOperator(task_id="predict", shards=shards, **operator_kwargs(**settings)).execute(
+        context
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_reviews": 6, "audit_fraction": 0.2, "random_share": 0.34},
+        {"max_reviews": 12, "fill_review_budget": True, "selection_strategy": "box-uncertainty"},
+        {"max_reviews": 5, "selection_strategy": "class-balance", "threshold": 0.6},
+        {"threshold": 0.45, "audit_fraction": 0.1},
+    ],
+    ids=["random-share", "budget-fill", "class-balance", "no-cap"],
+)
+def test_shards_route_the_day_as_one_task_would(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any], settings: dict[str, Any]
+) -> None:
+    shard_day(s3, endpoint)
+    put(
+        s3,
+        f"{PREFIX}/runs/2026-11-25/augmented.manifest",
+        json.dumps(
+            {
+                "source-ref": source("old.jpg"),
+                "a2i-retraining": {
+                    "annotations": [{"class_id": 1, "left": 1, "top": 1, "width": 5, "height": 5}]
+                },
+            }
+        ).encode(),
+    )
+    whole = make_operator(**settings).execute(context)
+    one_task = {key: sorted(read_text(s3, key).splitlines()) for key in (PREDICTIONS, QUARANTINE)}
+
+    for shards in (2, 3):
+        assert shards_then_route(shards, context, **settings) == whole
+        # the same lines (the order is the shards', not the completion order of one task's requests)
+        assert {key: sorted(read_text(s3, key).splitlines()) for key in (PREDICTIONS, QUARANTINE)} == one_task
+    assert whole["images"] == 39
+    assert whole["quarantined"] == 2
+    assert whole["to_review"] > 0
+
+
+def test_each_image_is_in_exactly_one_shard_and_a_rerun_reads_the_same(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    shard_day(s3, endpoint)
+    shards = 4
+
+    def shard_sources() -> list[set[str]]:
+        return [
+            {line["source"] for line in read_lines(s3, f"{RUNS}shards/{shard}-of-{shards}.jsonl")}
+            for shard in range(shards)
+        ]
+
+    shards_then_route(shards, context)
+    first = shard_sources()
+    shards_then_route(shards, context)  # a rerun of the whole day, shards included
+
+    assert shard_sources() == first
+    assert all(first)
+    assert sum(len(part) for part in first) == 39
+    assert set().union(*first) == {line["source"] for line in read_lines(s3, PREDICTIONS)} | {
+        line["source"] for line in read_lines(s3, QUARANTINE)
+    }
+
+
+def test_routing_fails_naming_a_shard_that_has_not_predicted(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    shard_day(s3, endpoint, images=4)
+    PredictShardOperator(task_id="predict_shard", shard=0, shards=2, **operator_kwargs()).execute(context)
+
+    with pytest.raises(
+        AirflowException, match=r"runs/2026-11-26/shards/1-of-2\.jsonl is missing: predict_shard 1"
+    ):
+        BatchPredictOperator(task_id="predict", shards=2, **operator_kwargs()).execute(context)
+    assert not exists(s3, PREDICTIONS)
+
+
+def test_a_shard_of_a_batch_transform_day_predicts_nothing(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
+) -> None:
+    shard_day(s3, endpoint, images=4)
+
+    result = PredictShardOperator(
+        task_id="predict_shard",
+        shard=1,
+        shards=2,
+        **operator_kwargs(predict_mode="auto", transform_min_images=5),
+    ).execute(context)
+
+    assert result == {"shard": 1, "images": 0, "mode": "batch_transform"}
+    assert endpoint.calls == []
+    assert not exists(s3, f"{RUNS}shards/1-of-2.jsonl")
