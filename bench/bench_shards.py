@@ -7,7 +7,9 @@ each process has imported the operators before the clock starts, as a worker has
 - 1 shard: ``batch_predict`` alone predicts and routes the day (``predict_shards=1``);
 - n shards: ``predict_shard`` 0..n-1 run on the 2 processes, then ``batch_predict`` routes them all.
 
-Wall time, images/s and the ratio to 1 shard, side by side from one run; the stand-in answers
+Wall time, images/s and the ratio to 1 shard, side by side from one run: the three in turn, twice
+over (``--rounds``), each figure the mean of its rounds (the machine's CPU-bound speed drifts
+within minutes, so the baseline is measured between the others); the stand-in answers
 ``InvokeEndpoint`` after ``--latency`` seconds and keeps the shards' files in memory. Prints a table
 and writes ``bench-output/shards.json``.
 """
@@ -55,6 +57,16 @@ def run_task(shard: int | None, shards: int) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - started, result
 
 
+def mean_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rounds of one shard count: the mean of each time, images/s from it."""
+    row = {"shards": rounds[0]["shards"], "images": rounds[0]["images"], "rounds": len(rounds)}
+    for name in ("seconds", "predict_seconds", "route_seconds"):
+        row[name] = round(sum(r[name] for r in rounds) / len(rounds), 2)
+    row["images_per_second"] = round(row["images"] / row["seconds"], 1)
+    row["each_round_images_per_second"] = [r["images_per_second"] for r in rounds]
+    return row
+
+
 def run_day(pool: ProcessPoolExecutor, shards: int) -> dict[str, Any]:
     """The day with ``shards`` shards on the pool's processes; the routing task on one of them."""
     started = time.perf_counter()
@@ -78,13 +90,15 @@ def run_day(pool: ProcessPoolExecutor, shards: int) -> dict[str, Any]:
 
 def describe(row: dict[str, Any]) -> str:
     timing = f"{row['seconds']} s ({row['predict_seconds']} predicting, {row['route_seconds']} routing)"
-    return f"{timing} = {row['images_per_second']} images/s, {row['ratio_to_one_shard']}x one shard"
+    each = ", ".join(str(rate) for rate in row["each_round_images_per_second"])
+    return f"{timing} = {row['images_per_second']} images/s ({each}), {row['ratio_to_one_shard']}x one shard"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.05, help="InvokeEndpoint round trip (seconds)")
     parser.add_argument("--images", type=int, default=IMAGES, help="the day's images")
+    parser.add_argument("--rounds", type=int, default=2, help="each shard count this many times, in turn")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-output")
     args = parser.parse_args()
     started = time.monotonic()
@@ -94,10 +108,11 @@ def main() -> None:
         with ProcessPoolExecutor(WORKERS, context, initializer=warm_worker, initargs=(url,)) as pool:
             for _ in pool.map(run_task, [0] * WORKERS, [WORKERS] * WORKERS):  # warm-up: clients, pools
                 pass
-            rows = [run_day(pool, shards) for shards in SHARDS]
+            measured = [run_day(pool, shards) for _ in range(args.rounds) for shards in SHARDS]
     finally:
         standin.terminate()
         standin.wait()
+    rows = [mean_of([row for row in measured if row["shards"] == shards]) for shards in SHARDS]
     one = rows[0]["images_per_second"]
     for row in rows:
         row["ratio_to_one_shard"] = round(row["images_per_second"] / one, 2)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).parents[2]
 
 def test_a_small_day_with_each_shard_count_predicts_every_image(tmp_path: Path) -> None:
     command = [sys.executable, str(ROOT / "bench" / "bench_shards.py"), "--images", "300"]
-    command += ["--latency", "0.01", "--output", str(tmp_path)]
+    command += ["--latency", "0.01", "--rounds", "1", "--output", str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
     assert result.returncode == 0, result.stdout + result.stderr
