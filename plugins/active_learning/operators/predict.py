@@ -21,7 +21,14 @@ from active_learning.hooks.sagemaker_runtime import SageMakerRuntimeHook
 from active_learning.lineage import batch_predict_lineage
 from active_learning.operators.base import LoopOperatorMixin
 from active_learning.operators.waiting import WaitOrDeferMixin
-from active_learning.prediction.day import predict_and_route_day, predict_records, route_day, shard_key
+from active_learning.prediction.day import (
+    KeysDigest,
+    predict_and_route_day,
+    predict_records,
+    route_day,
+    shard_digests,
+    shard_key,
+)
 from active_learning.prediction.realtime import endpoint_predictor
 from active_learning.prediction.transform import DayTransformJob
 from active_learning.settings import LoopSettings
@@ -111,15 +118,31 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
         return predict_and_route_day(self.s3, settings, day, predict, self.concurrency, self.log)
 
     def _shard_records(self, settings: LoopSettings, day: date) -> Iterator[dict[str, Any]]:
-        """The records of every shard of the day, shard after shard; a missing shard fails the task."""
-        for shard in range(self.shards):
-            key = shard_key(settings, day, shard, self.shards)
+        """The records of every shard of the day, shard after shard. A missing shard file, or one
+        that does not hold its shard of the day's listing now (images added or removed since the
+        shards ran), fails the task before any output is written."""
+        keys = [shard_key(settings, day, shard, self.shards) for shard in range(self.shards)]
+        for shard, key in enumerate(keys):
             if not self.s3.check_for_key(key, settings.bucket):
                 raise AirflowException(
                     f"s3://{settings.bucket}/{key} is missing: predict_shard {shard} has not predicted "
                     f"{day} (clear it with its downstream tasks)"
                 )
-            yield from iter_json_lines(self.s3, settings.bucket, key)
+        listing = iter_objects(self.s3.get_conn(), settings.bucket, settings.incoming_prefix(day))
+        expected = shard_digests((listed for listed, _ in listing), self.shards)
+        bucket_uri = f"s3://{settings.bucket}/"
+        for shard, key in enumerate(keys):
+            found = KeysDigest()
+            for record in iter_json_lines(self.s3, settings.bucket, key):
+                found.add(record["source"].removeprefix(bucket_uri))
+                yield record
+            if found != expected[shard]:
+                raise AirflowException(
+                    f"s3://{settings.bucket}/{key} does not hold shard {shard} of "
+                    f"{settings.incoming_prefix(day)} as listed now ({found.count} images in the file, "
+                    f"{expected[shard].count} listed): the day's images changed since predict_shard "
+                    f"{shard} ran (clear predict_shard with its downstream tasks)"
+                )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         # any status: the job's own status decides below. The job's name comes from the event, not
@@ -183,7 +206,7 @@ class BatchPredictOperator(WaitOrDeferMixin, LoopOperatorMixin, AwsBaseOperator[
 class PredictShardOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHook]):
     """Predict one shard of the day in real time, for a day spread over workers (``predict_shards``).
 
-    The shard is the day's objects whose key hashes to ``shard`` (:func:`in_shard`: the same on every
+    The shard is the day's objects whose key hashes to ``shard`` (:func:`shard_of`: the same on every
     rerun); their records go to ``runs/<day>/shards/<shard>-of-<shards>.jsonl``, written whole (a
     retry rewrites it). ``batch_predict`` then routes every shard's records at once. In a day that
     ``predict_mode`` sends to Batch Transform, a shard does nothing: ``batch_predict`` runs the job.
@@ -223,7 +246,13 @@ class PredictShardOperator(LoopOperatorMixin, AwsBaseOperator[SageMakerRuntimeHo
             raise AirflowException(f"shard {self.shard} is not within 0..{self.shards - 1}")
         if day_predict_mode(self.s3.get_conn(), settings, day, self.log) == "batch_transform":
             self.log.info("%s goes to one Batch Transform job, which batch_predict runs", day)
-            return {"shard": self.shard, "images": 0, "mode": "batch_transform"}
+            return {
+                "shard": self.shard,
+                "images": 0,
+                "quarantined": 0,
+                "shard_uri": None,
+                "mode": "batch_transform",
+            }
         predict = endpoint_predictor(self.hook, self.s3.get_conn(), settings)
         records = predict_records(
             self.s3, settings, day, predict, self.concurrency, (self.shard, self.shards)

@@ -3,12 +3,14 @@ whole day, write its two files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, NamedTuple
 
@@ -42,10 +44,32 @@ def _decision(record: dict[str, Any]) -> Decision:
     return Decision(record["review"], record["reason"], record["top_score"])
 
 
-def in_shard(key: str, shard: int, shards: int) -> bool:
-    """Whether ``key`` belongs to ``shard`` of ``shards``: a hash of the key (CRC-32, the same in
-    every process and on every rerun), so each shard reads its own part of the day's listing."""
-    return zlib.crc32(key.encode("utf-8")) % shards == shard
+def shard_of(key: str, shards: int) -> int:
+    """Which of ``shards`` shards ``key`` belongs to: a hash of the key (CRC-32, the same in every
+    process and on every rerun), so each shard reads its own part of the day's listing."""
+    return zlib.crc32(key.encode("utf-8")) % shards
+
+
+@dataclass
+class KeysDigest:
+    """How many keys, and the sum of their 64-bit hashes: the same for the same keys in any order,
+    in constant memory (the day's listing against what a shard's file holds)."""
+
+    count: int = 0
+    total: int = 0
+
+    def add(self, key: str) -> None:
+        self.count += 1
+        hashed = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+        self.total = (self.total + hashed) % 2**64
+
+
+def shard_digests(keys: Iterable[str], shards: int) -> list[KeysDigest]:
+    """Each shard's :class:`KeysDigest` of ``keys`` (the day's listing)."""
+    digests = [KeysDigest() for _ in range(shards)]
+    for key in keys:
+        digests[shard_of(key, shards)].add(key)
+    return digests
 
 
 def shard_key(settings: LoopSettings, day: date, shard: int, shards: int) -> str:
@@ -86,7 +110,7 @@ def predict_records(
 
     objects = iter_objects(s3.get_conn(), settings.bucket, settings.incoming_prefix(day))
     if shards > 1:
-        objects = (listed for listed in objects if in_shard(listed[0], index, shards))
+        objects = (listed for listed in objects if shard_of(listed[0], shards) == index)
     for _, record in bounded_map(predict_one, objects, concurrency):
         yield record
 

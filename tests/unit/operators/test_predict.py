@@ -916,6 +916,28 @@ def test_routing_fails_naming_a_shard_that_has_not_predicted(
     assert not exists(s3, PREDICTIONS)
 
 
+@pytest.mark.parametrize("change", ["added", "removed"])
+def test_routing_fails_when_the_days_images_changed_since_the_shards_ran(
+    s3: Any, endpoint: FakeEndpoint, context: dict[str, Any], change: str
+) -> None:
+    shard_day(s3, endpoint, images=6)
+    for shard in range(2):
+        PredictShardOperator(task_id="predict_shard", shard=shard, shards=2, **operator_kwargs()).execute(
+            context
+        )
+    if change == "added":
+        put_image(s3, "late.jpg", "JPEG", 40, 30)
+    else:
+        s3.delete_object(Bucket=BUCKET, Key=INCOMING + "img-003.jpg")
+
+    with pytest.raises(
+        AirflowException, match=r"does not hold shard \d of .* as listed now .*\(clear predict_shard"
+    ):
+        BatchPredictOperator(task_id="predict", shards=2, **operator_kwargs()).execute(context)
+    assert not exists(s3, PREDICTIONS)
+    assert not exists(s3, QUARANTINE)
+
+
 def test_a_shard_of_a_batch_transform_day_predicts_nothing(
     s3: Any, endpoint: FakeEndpoint, context: dict[str, Any]
 ) -> None:
@@ -928,6 +950,6 @@ def test_a_shard_of_a_batch_transform_day_predicts_nothing(
         **operator_kwargs(predict_mode="auto", transform_min_images=5),
     ).execute(context)
 
-    assert result == {"shard": 1, "images": 0, "mode": "batch_transform"}
+    assert result == {"shard": 1, "images": 0, "quarantined": 0, "shard_uri": None, "mode": "batch_transform"}
     assert endpoint.calls == []
     assert not exists(s3, f"{RUNS}shards/1-of-2.jsonl")
