@@ -36,8 +36,11 @@ lint: install
 
 # pytest exits 5 when it collects no test: a broken test path, so a failure here, with a clear word.
 # The stack-command tests (marker stack: each starts `make airflow`) run in make stack-test.
+# TEST_WORKERS pytest processes (pytest-xdist; 0: one process): the tests sharing a server stay on one
+# worker (tests/conftest.py), the rest go by file.
+TEST_WORKERS ?= 2
 test: install lint
-	@$(BIN)/python -m pytest -m "not stack"; status=$$?; \
+	@$(BIN)/python -m pytest -m "not stack" -n $(TEST_WORKERS) --dist loadgroup; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no test; check testpaths in pyproject.toml" >&2; fi; \
 	exit $$status
 

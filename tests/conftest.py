@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+# Session fixtures that start a server or run a day (seconds to minutes each), by the xdist group of
+# the tests that use them: under ``pytest -n`` (make test runs 2 workers) those tests run on one
+# worker, so that each fixture is set up once. Any other test runs with the rest of its file; a test
+# module that asks for one of these fixtures at run time (``request.getfixturevalue``) names its
+# group itself (``pytestmark = pytest.mark.xdist_group(...)``).
+SHARED_SESSION_FIXTURES = {
+    "stack": "stack",  # tests/system: one make-airflow stack, its backfill
+    "backfill": "stack",
+    "end_to_end_day": "end_to_end_day",
+    "label_studio": "label_studio",
+}
+
 
 @pytest.fixture(autouse=True)
 def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,3 +47,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return loaded[key]
 
     loaders.Loader.load_data_with_path = load_data_with_path  # type: ignore[method-assign]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``xdist_group`` of each test, for ``--dist loadgroup`` (ignored without ``-n``)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        fixtures = getattr(item, "fixturenames", ())
+        shared = [group for name, group in SHARED_SESSION_FIXTURES.items() if name in fixtures]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))

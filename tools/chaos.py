@@ -52,8 +52,10 @@ Goals: 0 duplicates, 0 lost labels, identical outputs, every planned kill made w
 every faulted day a successful DagRun, the failed day a failed one. The table is printed and
 written to ``<output>/chaos.json`` (the proxy's counters per operation to
 ``proxy-counters.json``, each scenario's Airflow output to ``<scenario>/airflow.log``); the exit
-status is 1 when a goal is missed. Every process and server started here is stopped on the way
-out (also on Ctrl-C or SIGTERM), and the suite checks that none of its ports still listens.
+status is 1 when a goal is missed. The failed day and the lineage scenarios need nothing of the
+others: they run in a second process meanwhile (``--processes 1``: one after the other). Every process
+and server started here is stopped on the way out (also on Ctrl-C or SIGTERM, the second process's
+too), and the suite checks that none of its ports still listens.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -76,6 +79,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -762,6 +766,77 @@ def run_lineage(output: Path, first_day: date, images: int, timeout: float) -> l
     return checks
 
 
+@dataclass
+class Apart:
+    """The scenarios that share nothing with the clean and faulted runs: the failed day and the
+    lineage days, each on a local AWS and in Airflow homes of its own."""
+
+    output: Path
+    days: list[date]
+    images: int
+    timeout: float
+    failed_day: bool
+    lineage: bool
+
+    def run(self) -> tuple[DayResult | None, list[Check]]:
+        """The failed day's result and the lineage checks."""
+        failed = (
+            run_failed_day(self.output, self.days[0], self.images, self.timeout) if self.failed_day else None
+        )
+        # days of their own, after the fault scenarios' (a stage has its own local AWS anyway)
+        first_lineage_day = self.days[-1] + timedelta(days=1)
+        checks = (
+            run_lineage(self.output, first_lineage_day, self.images, self.timeout) if self.lineage else []
+        )
+        return failed, checks
+
+
+def _run_apart(apart: Apart, results: Connection) -> None:
+    """The second process: runs ``apart`` and sends what it found back; SIGTERM and Ctrl-C unwind it,
+    stopping everything it started, as in the first."""
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        results.send((*apart.run(), ports))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        results.close()
+
+
+class SecondProcess:
+    """``Apart`` in a process of its own (the local AWS's backends are process-wide), stopped on the
+    way out if it still runs."""
+
+    def __init__(self, apart: Apart) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._receiving, sending = context.Pipe(duplex=False)
+        self._process = context.Process(target=_run_apart, args=(apart, sending), name="chaos-apart")
+        self._process.start()
+        sending.close()  # only the child's end stays open: its exit without results shows as EOF
+
+    def result(self) -> tuple[DayResult | None, list[Check]]:
+        """What ``Apart.run`` returned there; its ports join this process's, checked at the end."""
+        try:
+            failed, checks, its_ports = self._receiving.recv()
+        except EOFError:
+            self._process.join()
+            raise RuntimeError(
+                f"the failed-day and lineage process ended without results (exit code "
+                f"{self._process.exitcode}); its traceback is above"
+            ) from None
+        ports.extend(its_ports)
+        return failed, checks
+
+    def __enter__(self) -> SecondProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process.is_alive():
+            self._process.terminate()  # SIGTERM: it unwinds and stops its servers and Airflow runs
+        self._process.join()
+        self._receiving.close()
+
+
 def misses(result: DayResult) -> list[str]:
     """The goals this day missed, each in words."""
     found = []
@@ -849,6 +924,13 @@ def main(argv: list[str] | None = None) -> int:
         default=["faults", "lineage"],
         help="faults: clean, faulted and failed day; lineage: the days that must not block or move back",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="2: the failed day and the lineage scenarios run in a second process, beside clean and faulted",
+    )
     args = parser.parse_args(argv)
     args.output = args.output.resolve()  # Airflow's sqlite URL needs an absolute path
     started = time.monotonic()
@@ -860,27 +942,37 @@ def main(argv: list[str] | None = None) -> int:
     results: list[DayResult] = []
     checks: list[Check] = []
     missed: list[str] = []
+    # the failed day and the lineage scenarios need nothing of the clean and faulted runs: with
+    # --processes 2 they run in a second process meanwhile (the faulted run mostly waits on retries)
+    apart = Apart(
+        args.output,
+        days,
+        args.images_per_day,
+        args.run_timeout,
+        failed_day="faults" in args.scenarios,
+        lineage="lineage" in args.scenarios,
+    )
     try:
-        if "faults" in args.scenarios:
-            clean = run_clean(args.output, days, args.images_per_day, args.run_timeout)
-            faulted = run_faulted(
-                args.output,
-                days,
-                args.images_per_day,
-                rates,
-                args.seed,
-                clean,
-                args.run_timeout,
-                args.rerun_delay,
-            )
-            failed_day = run_failed_day(args.output, days[0], args.images_per_day, args.run_timeout)
-            results = [*clean, *faulted, failed_day]
-            missed.extend(f"faulted {day}: not run, an earlier day failed" for day in days[len(faulted) :])
-        if "lineage" in args.scenarios:
-            # days of their own, after the fault scenarios' (a stage has its own local AWS anyway)
-            checks = run_lineage(
-                args.output, days[-1] + timedelta(days=1), args.images_per_day, args.run_timeout
-            )
+        with contextlib.ExitStack() as stack:
+            second = stack.enter_context(SecondProcess(apart)) if args.processes == 2 else None
+            if "faults" in args.scenarios:
+                clean = run_clean(args.output, days, args.images_per_day, args.run_timeout)
+                faulted = run_faulted(
+                    args.output,
+                    days,
+                    args.images_per_day,
+                    rates,
+                    args.seed,
+                    clean,
+                    args.run_timeout,
+                    args.rerun_delay,
+                )
+                results = [*clean, *faulted]
+                missed.extend(
+                    f"faulted {day}: not run, an earlier day failed" for day in days[len(faulted) :]
+                )
+            failed_day, checks = second.result() if second else apart.run()
+            results.extend([failed_day] if failed_day else [])
     except KeyboardInterrupt:
         print(f"interrupted; everything it started is stopped (listening: {listening_ports() or 'none'})")
         return 130

@@ -313,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="backfill with the profile seeded-days (the documented way) instead of the REST API",
     )
+    parser.add_argument(
+        "--images-only",
+        action="store_true",
+        help="build (or find) the base and project images, then stop: a later run starts at once",
+    )
     args = parser.parse_args(argv)
     files = ["docker-compose.yaml", *(["docker-compose.celery.yaml"] if args.celery else [])]
     profiles = ["seeded-days"] if args.seeded_days_service else []
@@ -329,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_base_images({**BASE_IMAGES, **(CELERY_IMAGES if args.celery else {})}, args.pull_timeout)
     with timed("project images (one build each)", timings):
         build_project_images()
+    if args.images_only:
+        log("; ".join(f"{what} {seconds:.0f} s" for what, seconds in timings.items()) + "; images ready")
+        return 0
     api_port, aws_port = free_port(), free_port()
     ports = {"AIRFLOW_API_PORT": str(api_port), "LOCAL_AWS_PORT": str(aws_port)}
     compose = Compose(PROJECT, ports, files, profiles)

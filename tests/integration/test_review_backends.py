@@ -15,6 +15,8 @@ from world import REFERENCE_METADATA
 from world.scenes import DEMO_CLASSES
 
 BACKENDS = ["a2i", "label_studio"]
+# its Label Studio cases use the session's server: on its worker under pytest -n (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("label_studio")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
-from tools.chaos import KILLED_TASKS, DayResult, Kill, kill_plan, misses, without_creation_dates
+import pytest
+
+from tools.chaos import (
+    KILLED_TASKS,
+    Check,
+    DayResult,
+    Kill,
+    SecondProcess,
+    kill_plan,
+    misses,
+    ports,
+    without_creation_dates,
+)
 
 DAYS = [date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)]
 
@@ -80,3 +95,56 @@ def test_manifest_lines_are_compared_without_their_review_timestamps() -> None:
     line = {"source-ref": "s3://b/a.jpg", "a2i-meta": {"creation-date": "2026-11-29T09:00:00", "type": "x"}}
 
     assert without_creation_dates(line) == {"source-ref": "s3://b/a.jpg", "a2i-meta": {"type": "x"}}
+
+
+# What SecondProcess runs in its child, in place of the failed day and lineage scenarios (importable
+# there: the child is spawned).
+@dataclass
+class Finishes:
+    def run(self) -> tuple[DayResult | None, list[Check]]:
+        ports.append(65000)  # a port the child listened on: the parent checks it at the end
+        return None, [Check("lineage", "a goal", "measured", True)]
+
+
+@dataclass
+class Crashes:
+    def run(self) -> tuple[DayResult | None, list[Check]]:
+        raise ValueError("broken scenario")
+
+
+@dataclass
+class Waits:
+    folder: Path
+
+    def run(self) -> tuple[DayResult | None, list[Check]]:
+        (self.folder / "started").touch()
+        try:
+            time.sleep(120)
+        finally:  # where a scenario stops its emulator and Airflow runs
+            (self.folder / "unwound").touch()
+        return None, []
+
+
+def test_the_second_process_sends_its_checks_and_ports_back() -> None:
+    with SecondProcess(Finishes()) as second:  # type: ignore[arg-type]
+        failed, checks = second.result()
+    assert failed is None
+    assert checks == [Check("lineage", "a goal", "measured", True)]
+    assert 65000 in ports
+    ports.remove(65000)
+
+
+def test_a_second_process_that_crashed_fails_the_suite_naming_its_exit() -> None:
+    with SecondProcess(Crashes()) as second, pytest.raises(RuntimeError, match="exit code 1"):  # type: ignore[arg-type]
+        second.result()
+
+
+def test_leaving_early_stops_the_second_process_which_unwinds(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM in the first process: the second one stops what it started, too."""
+    second = SecondProcess(Waits(tmp_path))  # type: ignore[arg-type]
+    with second:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline, "the second process never started"
+            time.sleep(0.1)
+    assert (tmp_path / "unwound").exists()
