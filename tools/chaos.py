@@ -943,7 +943,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[Check] = []
     missed: list[str] = []
     # the failed day and the lineage scenarios need nothing of the clean and faulted runs: with
-    # --processes 2 they run in a second process meanwhile (the faulted run mostly waits on retries)
+    # --processes 2 they run in a second process meanwhile
     apart = Apart(
         args.output,
         days,
