@@ -74,6 +74,11 @@ def log(message: str) -> None:
     print(f"[compose-test {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
 
+def steps(timings: Mapping[str, float]) -> str:
+    """Each step's wall time, on one line."""
+    return "; ".join(f"{what} {seconds:.0f} s" for what, seconds in timings.items())
+
+
 @contextmanager
 def timed(what: str, timings: dict[str, float]) -> Iterator[None]:
     started = time.monotonic()
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     with timed("project images (one build each)", timings):
         build_project_images()
     if args.images_only:
-        log("; ".join(f"{what} {seconds:.0f} s" for what, seconds in timings.items()) + "; images ready")
+        log(f"{steps(timings)}; images ready")
         return 0
     api_port, aws_port = free_port(), free_port()
     ports = {"AIRFLOW_API_PORT": str(api_port), "LOCAL_AWS_PORT": str(aws_port)}
@@ -374,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if left:
         raise AssertionError(f"left after down -v: {left}")
     total = time.monotonic() - started
-    log("; ".join(f"{what} {seconds:.0f} s" for what, seconds in timings.items()) + f"; total {total:.0f} s")
+    log(f"{steps(timings)}; total {total:.0f} s")
     log(f"passed: {len(states)} DagRuns succeeded; no container, volume, network or port left")
     return 0
 
