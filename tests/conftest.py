@@ -49,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     loaders.Loader.load_data_with_path = load_data_with_path  # type: ignore[method-assign]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The ``xdist_group`` of each test, for ``--dist loadgroup`` (ignored without ``-n``)."""
     for item in items:
@@ -57,3 +58,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = getattr(item, "fixturenames", ())
         shared = [group for name, group in SHARED_SESSION_FIXTURES.items() if name in fixtures]
         item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail loudly if the group did not reach xdist's scheduler (it reads it from the test's id)."""
+    if getattr(item.config.option, "loadgroup", False) and "@" not in item.nodeid:
+        pytest.fail(
+            "--dist loadgroup: the test's xdist_group is not in its id, so tests that share a fixture may "
+            "run on different workers (pytest-dev/pytest-xdist#1386: a pytest newer than xdist supports?)",
+            pytrace=False,
+        )

@@ -70,36 +70,45 @@ def outputs(emulator: Emulator, prefix: str) -> dict[str, Any]:
     }
 
 
-def test_every_object_of_the_prefix_gets_its_prediction_in_a_dot_out_file(emulator: Emulator) -> None:
-    job = run(
+@pytest.fixture(scope="module")
+def prefix_job(emulator: Emulator) -> dict[str, Any]:
+    return run(
         emulator,
         "prefix-job",
         {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in/day/"},
         f"s3://{BUCKET}/out/a/",
     )
 
-    assert job["TransformJobStatus"] == "Completed"
-    assert job["TransformEndTime"] >= job["TransformStartTime"]
-    results = outputs(emulator, "out/a/")
-    assert sorted(results) == [f"{index:03d}.jpg.out" for index in range(12)]
-    assert all(isinstance(result["prediction"], list) for result in results.values())
 
-
-def test_a_record_the_model_rejects_fails_the_job_after_the_others_are_written(emulator: Emulator) -> None:
+@pytest.fixture(scope="module")
+def bad_job(emulator: Emulator) -> dict[str, Any]:
     emulator.client("s3").put_object(
         Bucket=BUCKET, Key="in/bad/000.jpg", Body=next(iter(make_scenes(6, 1, list(DEMO_CLASSES))))[0]
     )
     emulator.client("s3").put_object(Bucket=BUCKET, Key="in/bad/notes.txt", Body=b"not an image")
-
-    job = run(
+    return run(
         emulator,
         "bad-job",
         {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in/bad/"},
         f"s3://{BUCKET}/out/b/",
     )
 
-    assert job["TransformJobStatus"] == "Failed"
-    assert job["FailureReason"] == "ClientError: See job logs for more information"
+
+def test_every_object_of_the_prefix_gets_its_prediction_in_a_dot_out_file(
+    emulator: Emulator, prefix_job: dict[str, Any]
+) -> None:
+    assert prefix_job["TransformJobStatus"] == "Completed"
+    assert prefix_job["TransformEndTime"] >= prefix_job["TransformStartTime"]
+    results = outputs(emulator, "out/a/")
+    assert sorted(results) == [f"{index:03d}.jpg.out" for index in range(12)]
+    assert all(isinstance(result["prediction"], list) for result in results.values())
+
+
+def test_a_record_the_model_rejects_fails_the_job_after_the_others_are_written(
+    emulator: Emulator, bad_job: dict[str, Any]
+) -> None:
+    assert bad_job["TransformJobStatus"] == "Failed"
+    assert bad_job["FailureReason"] == "ClientError: See job logs for more information"
     assert sorted(outputs(emulator, "out/b/")) == ["000.jpg.out"]
 
 
@@ -118,6 +127,7 @@ def test_a_manifest_file_limits_the_records_to_the_keys_it_lists(emulator: Emula
     assert sorted(outputs(emulator, "out/c/")) == ["001.jpg.out", "004.jpg.out"]
 
 
+@pytest.mark.usefixtures("prefix_job")
 def test_a_name_is_used_once_and_an_unknown_model_is_refused(emulator: Emulator) -> None:
     sagemaker = emulator.client("sagemaker")
     source = {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in/day/"}
@@ -129,6 +139,7 @@ def test_a_name_is_used_once_and_an_unknown_model_is_refused(emulator: Emulator)
         )
 
 
+@pytest.mark.usefixtures("prefix_job", "bad_job")
 def test_describe_transform_job_answers_validate_against_botocores_output_shape(emulator: Emulator) -> None:
     sagemaker = emulator.client("sagemaker")
     operation = sagemaker.meta.service_model.operation_model("DescribeTransformJob")
