@@ -943,8 +943,6 @@ def main(argv: list[str] | None = None) -> int:
     results: list[DayResult] = []
     checks: list[Check] = []
     missed: list[str] = []
-    # the failed day and the lineage scenarios need nothing of the clean and faulted runs: with
-    # --processes 2 they run in a second process meanwhile
     apart = Apart(
         args.output,
         days,
@@ -972,7 +970,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"faulted {day}: not run, an earlier day failed" for day in days[len(faulted) :]
                 )
             failed_day, checks = second.result() if second else apart.run()
-            results.extend([failed_day] if failed_day else [])
+            if failed_day:
+                results.append(failed_day)
     except KeyboardInterrupt:
         print(f"interrupted; everything it started is stopped (listening: {listening_ports() or 'none'})")
         return 130
